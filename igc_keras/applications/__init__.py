@@ -1,0 +1,7 @@
+"""keras.applications-style builders for the IGC family, and their registry entries."""
+
+from igc_keras.applications.igcv1 import IGCV1, IGCV1CIFAR, RegConvCIFAR
+from igc_keras.applications.igcv3 import IGCV3
+from igc_keras.applications import zoo  # noqa: F401  (registers every variant)
+
+__all__ = ["IGCV1", "IGCV1CIFAR", "IGCV3", "RegConvCIFAR"]

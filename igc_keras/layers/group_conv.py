@@ -1,0 +1,147 @@
+"""Group convolution with two weight-compatible implementations.
+
+``GroupConv2D`` is a ``keras.layers.Conv2D`` (same config, same kernel of shape
+``(kh, kw, C_in / groups, C_out)``) whose forward pass is chosen by
+``implementation``:
+
+* ``"native"``: one grouped convolution (``Conv2D(groups=...)``); on CPU Keras
+  runs it through XLA.
+* ``"split"``: one convolution per group on a slice of the input and of the
+  kernel, then a concatenation. Exporters and converters that cannot take
+  grouped convolutions (older TFLite delegates, some int8 paths) accept it.
+
+Both read the same variables, so a model can switch implementation without
+touching its weights (see :func:`with_group_conv_implementation`).
+"""
+
+import contextlib
+
+import keras
+from keras import ops
+
+IMPLEMENTATIONS = ("native", "split")
+_default_implementation = ["native"]
+
+
+def _check_implementation(implementation):
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"`implementation` must be one of {IMPLEMENTATIONS}; got "
+            f"implementation={implementation!r}."
+        )
+
+
+def default_group_conv_implementation():
+    """The implementation new ``GroupConv2D`` layers get when none is given."""
+    return _default_implementation[0]
+
+
+@contextlib.contextmanager
+def group_conv_implementation(implementation):
+    """Context manager: builders called inside it create ``implementation`` layers.
+
+    Example::
+
+        with igc_keras.layers.group_conv_implementation("split"):
+            model = IGCV3()
+    """
+    _check_implementation(implementation)
+    previous = _default_implementation[0]
+    _default_implementation[0] = implementation
+    try:
+        yield
+    finally:
+        _default_implementation[0] = previous
+
+
+def check_divisible(channels, groups, argument, layer=""):
+    """Raise a ``ValueError`` naming ``argument`` unless ``groups`` divides ``channels``."""
+    where = f"{layer}: " if layer else ""
+    if groups < 1 or channels % groups:
+        divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+        raise ValueError(
+            f"{where}`{argument}`={groups} does not divide {channels} channels; "
+            f"allowed values: {divisors}."
+        )
+
+
+@keras.saving.register_keras_serializable(package="igc_keras")
+class GroupConv2D(keras.layers.Conv2D):
+    """``Conv2D`` with ``groups`` branches and a selectable implementation.
+
+    Input shape ``(batch, H, W, C_in)``; output ``(batch, H', W', filters)``.
+    ``groups`` must divide both ``C_in`` and ``filters``; the error names the
+    argument and lists the allowed values.
+
+    Args:
+        filters, kernel_size, strides, padding, groups, use_bias, ...: as for
+            ``keras.layers.Conv2D``.
+        implementation: ``"native"`` or ``"split"`` (default: the value set by
+            :func:`group_conv_implementation`, else ``"native"``).
+    """
+
+    def __init__(self, filters, kernel_size, groups=1, implementation=None,
+                 **kwargs):
+        if implementation is None:
+            implementation = default_group_conv_implementation()
+        _check_implementation(implementation)
+        if not isinstance(groups, int) or groups < 1:
+            raise ValueError(
+                f"`groups` must be a positive integer; got groups={groups!r}."
+            )
+        if filters % groups:
+            check_divisible(filters, groups, "groups", kwargs.get("name", ""))
+        self.implementation = implementation
+        super().__init__(filters, kernel_size, groups=groups, **kwargs)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % self.groups:
+            divisors = [d for d in range(1, channels + 1)
+                        if channels % d == 0 and self.filters % d == 0]
+            raise ValueError(
+                f"{self.name}: `groups`={self.groups} does not divide the "
+                f"{channels} input channels; allowed values (dividing both "
+                f"{channels} inputs and {self.filters} filters): {divisors}."
+            )
+        super().build(input_shape)
+
+    def convolution_op(self, inputs, kernel):
+        if self.implementation == "native" or self.groups == 1:
+            return super().convolution_op(inputs, kernel)
+        g = self.groups
+        cin = kernel.shape[-2]
+        cout = self.filters // g
+        outputs = []
+        for i in range(g):
+            x = inputs[..., i * cin:(i + 1) * cin]
+            k = kernel[..., i * cout:(i + 1) * cout]
+            outputs.append(
+                ops.conv(x, k, strides=list(self.strides), padding=self.padding,
+                         dilation_rate=self.dilation_rate,
+                         data_format=self.data_format))
+        return ops.concatenate(outputs, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config["implementation"] = self.implementation
+        return config
+
+
+def with_group_conv_implementation(model, implementation):
+    """A copy of ``model`` whose ``GroupConv2D`` layers use ``implementation``.
+
+    The copy has the same architecture, layer names and weights; only the way
+    grouped convolutions are computed changes.
+    """
+    _check_implementation(implementation)
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, GroupConv2D):
+            config["implementation"] = implementation
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy

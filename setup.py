@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="igc_keras",
+    version="0.1.0",
+    description="Interleaved Group Convolution networks (IGCV1, IGCV2, IGCV3) "
+                "for Keras 3 / TensorFlow",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["igc_keras", "igc_keras.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow==2.21.0",
+        "keras>=3.8,<4",
+        "numpy",
+        "pyyaml>=6",
+        "tensorflow-datasets>=4.9",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout"],
+    },
+    entry_points={"console_scripts": ["igc-keras=igc_keras.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
