@@ -43,9 +43,9 @@ def models_command(args):
         note = ("RECONSTRUCTED: " + spec.reconstructed) if spec.reconstructed \
             else spec.description
         print(f"{spec.name:34s} {_fmt(params, 1e6):>10s} "
-              f"{_fmt(paper and paper.params, 1e6, 3):>7s} "
+              f"{(paper.params if paper else '-'):>7s} "
               f"{_fmt(madds, 1e6, 1):>10s} "
-              f"{_fmt(paper and paper.mult_adds, 1e6, 1):>8s}  "
+              f"{((paper and paper.mult_adds) or '-'):>8s}  "
               f"{'y' if (paper.batchnorm if paper else True) else 'n':2s} {note}")
     print("\nparams: conv/dense weights + biases (+ BN gamma/beta where BN=y); "
           "mult-adds: conv + dense at the model's input size.")

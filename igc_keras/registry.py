@@ -11,22 +11,74 @@ import fnmatch
 from typing import Callable, Optional
 
 
+_SUFFIXES = {"K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def parse_figure(text):
+    """``"0.29e8"``, ``"3.5M"``, ``"320M"`` -> ``(value, half_unit)``.
+
+    ``half_unit`` is half a unit of the last printed digit: the printed figure
+    stands for any value within ``value +- half_unit``.
+    """
+    text = text.strip()
+    scale = 1.0
+    if text[-1] in _SUFFIXES:
+        text, scale = text[:-1], _SUFFIXES[text[-1]]
+    if "e" in text:
+        text, exponent = text.split("e")
+        scale *= 10.0 ** int(exponent)
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return float(text) * scale, 0.5 * 10.0 ** -decimals * scale
+
+
 @dataclasses.dataclass(frozen=True)
 class PaperFigures:
-    """A table row of the papers.
+    """A table row of the papers, with figures exactly as printed.
 
     Attributes:
-        params: parameters as printed (absolute count, e.g. ``3.5e6``).
-        mult_adds: mult-adds ("FLOPs") as printed, or ``None``.
+        params: parameters as printed, e.g. ``"3.5M"`` or ``"0.15M"``.
+        mult_adds: mult-adds ("FLOPs") as printed, e.g. ``"0.29e8"``, or
+            ``None``.
         source: where the row is (seed file and table).
         batchnorm: whether the paper's count includes BN gamma/beta (ImageNet
             tables: yes; the CIFAR tables count conv + FC weights only).
+        truncated: the row's figures were truncated, not rounded, when
+            printed (they stand for ``[value, value + unit)``); set only where
+            the seeds are shown to truncate, with the reason in ``source``.
     """
 
-    params: float
-    mult_adds: Optional[float]
+    params: str
+    mult_adds: Optional[str]
     source: str
     batchnorm: bool = True
+    truncated: bool = False
+
+    @property
+    def params_value(self):
+        return parse_figure(self.params)[0]
+
+    @property
+    def mult_adds_value(self):
+        return None if self.mult_adds is None else parse_figure(self.mult_adds)[0]
+
+    def agrees(self, measured, printed, rel=0.03):
+        """Within ``rel`` of the printed figure, or inside its rounding."""
+        return figure_agrees(measured, printed, rel, self.truncated)
+
+
+def figure_agrees(measured, printed, rel=0.03, truncated=False):
+    """``measured`` is within ``rel`` of ``printed`` or inside its rounding.
+
+    A printed figure stands for ``value +- half_unit`` (rounded), or for
+    ``[value, value + 2 half_unit)`` when ``truncated``.
+    """
+    value, half_unit = parse_figure(printed)
+    slack = 1e-9 * value
+    if abs(measured - value) <= rel * value + slack:
+        return True
+    if truncated:
+        return value - slack <= measured < value + 2 * half_unit
+    return abs(measured - value) <= half_unit + slack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +94,8 @@ class ModelSpec:
         reconstructed: empty when the layout follows the authors' code;
             otherwise how it was reconstructed (shown in the model zoo).
         description: one line for humans.
+        baseline: a reference network from keras.applications (its paper
+            row is shown for comparison, not reproduced by igc_keras).
     """
 
     name: str
@@ -51,6 +105,7 @@ class ModelSpec:
     paper: Optional[PaperFigures] = None
     reconstructed: str = ""
     description: str = ""
+    baseline: bool = False
 
     def build(self, **overrides):
         kwargs = dict(self.kwargs)

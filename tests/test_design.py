@@ -130,10 +130,16 @@ def test_slides_claims_about_q_of_l():
     for C in (5, 8, 64, 1000):
         assert q_of_l(C, 3) < q_of_l(C, 2)
     assert q_of_l(4, 3) == pytest.approx(q_of_l(4, 2))
-    # "L = log(C) + 1 so that Q is minimum": the integer optimum is next to it
-    for C in (64, 256, 1024):
-        best_l, ks, _ = optimal_num_convs(C)
-        assert abs(best_l - continuous_optimal_num_convs(C)) <= 1.5
-        assert math.prod(ks) == C
+    # "L = log(C) + 1 so that Q is minimum": argmin of the continuous Q(L)
+    for C in (64, 256, 1024, 5000):
+        best = min(range(2, 20), key=lambda L: q_of_l(C, L))
+        assert best in (math.floor(continuous_optimal_num_convs(C)),
+                        math.ceil(continuous_optimal_num_convs(C)))
+    # the integer designer finds the cheapest exact factorisation over all L
+    for C in (64, 96, 256):
+        best_l, ks, q = optimal_num_convs(C)
+        assert math.prod(ks) == C and parameters(C, ks) == q
+        for L in range(2, 9):
+            assert q <= parameters(C, balanced_branch_channels(C, L))
     with pytest.raises(ValueError, match="num_convs"):
         q_of_l(64, 1)

@@ -70,15 +70,21 @@ def make_input(input_shape, input_tensor, default_shape):
     if not keras.utils.is_keras_tensor(input_tensor):
         img_input = keras.Input(tensor=input_tensor, shape=shape)
         return img_input, img_input
-    return input_tensor, keras.utils.get_source_inputs(input_tensor)
+    sources = keras.utils.get_source_inputs(input_tensor)
+    return input_tensor, sources[0] if len(sources) == 1 else sources
 
 
 def head(x, *, include_top, pooling, classes, classifier_activation):
-    """Global average pooling + dense classifier, or the pooling choice."""
+    """Global average pooling + dense classifier, or the pooling choice.
+
+    The classifier computes in float32 under a mixed-precision policy, so
+    probabilities and logits come out in float32 (Keras' mixed-precision
+    guidance for the last layer).
+    """
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         return keras.layers.Dense(classes, activation=classifier_activation,
-                                  name="predictions")(x)
+                                  dtype="float32", name="predictions")(x)
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if pooling == "max":

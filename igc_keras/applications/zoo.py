@@ -17,18 +17,18 @@ SLIDES = "seed 000 (IGC slides)"
 # ------------------------------------------------------------------ IGCV3
 register(ModelSpec(
     "igcv3_1.0", IGCV3, {"alpha": 1.0}, "imagenet",
-    PaperFigures(3.5e6, 320e6, f"{SLIDES}: IGCV3 vs MobileNetV2 on ImageNet"),
+    PaperFigures("3.5M", "320M", f"{SLIDES}: IGCV3 vs MobileNetV2 on ImageNet"),
     description="IGCV3-D, the authors' released ImageNet model (top-1 72.2)"))
 register(ModelSpec(
     "igcv3_0.7", IGCV3, {"alpha": 0.7}, "imagenet",
-    PaperFigures(2.0e6, 170e6, f"{SLIDES}: IGCV3 vs MobileNetV2 on ImageNet"),
+    PaperFigures("2.0M", "170M", f"{SLIDES}: IGCV3 vs MobileNetV2 on ImageNet"),
     reconstructed="width multiplier rule (round, make even; last conv "
                   "int(1280 alpha)) fitted to the paper's 2.0M / 170M",
     description="IGCV3 at width 0.7 (top-1 68.46)"))
 
 # ------------------------------------------------------------------ IGCV1 ImageNet
-_IGCV1_IMAGENET = {  # variant: (params conv+FC w/o BN, mult-adds, top-1 err)
-    "L100M2": (0.861e7, 1.3e9, "26.95"),
+_IGCV1_IMAGENET = {  # variant: (params conv+FC w/o BN, mult-adds) as printed
+    "L100M2": ("0.861e7", "1.3G"),
 }
 for variant in ("L100M2", "L16M16", "L4M32"):
     row = _IGCV1_IMAGENET.get(variant)
@@ -39,8 +39,10 @@ for variant in ("L100M2", "L16M16", "L4M32"):
         description=f"IGC-{variant}+Ident, ResNet-18 layout (authors' graph)"))
 
 # ------------------------------------------------------------------ IGCV1 CIFAR
-_IGC_L24M2 = {20: (0.15e6, 0.29e8), 38: (0.31e6, 0.57e8), 62: (0.52e6, 0.95e8)}
-_REG_W18 = {20: (0.34e6, 0.51e8), 38: (0.71e6, 1.1e8), 62: (1.20e6, 1.7e8)}
+_IGC_L24M2 = {20: ("0.15M", "0.29e8"), 38: ("0.31M", "0.57e8"),
+              62: ("0.52M", "0.95e8")}
+_REG_W18 = {20: ("0.34M", "0.51e8"), 38: ("0.71M", "1.1e8"),
+            62: ("1.20M", "1.7e8")}
 for depth in (20, 38, 62):
     register(ModelSpec(
         f"igcv1_cifar_l24m2_d{depth}", IGCV1CIFAR,
@@ -53,7 +55,10 @@ for depth in (20, 38, 62):
         f"regconv_cifar_w18_d{depth}", RegConvCIFAR,
         {"width": 18, "depth": depth}, "cifar",
         PaperFigures(*_REG_W18[depth], f"{SLIDES}: comparison to regular "
-                     f"convolutions (CIFAR)", batchnorm=False),
+                     f"convolutions (CIFAR); the slides truncate this row's "
+                     f"FLOPs (exact plain-conv counts 0.513/1.050/1.767e8 "
+                     f"print as 0.51/1.1/1.7)", batchnorm=False,
+                     truncated=depth == 62),
         description=f"RegConv-W18 plain 3x3-conv baseline, depth {depth}"))
     register(ModelSpec(
         f"igcv1_cifar_l24m2_d{depth}_ident", IGCV1CIFAR,
@@ -73,12 +78,13 @@ def _keras_application(constructor):
 register(ModelSpec(
     "mobilenet_v2_1.0", _keras_application(keras.applications.MobileNetV2),
     {"alpha": 1.0}, "imagenet",
-    PaperFigures(3.4e6, 300e6, f"{SLIDES}: MobileNetV2-1.0 (paper)"),
-    description="baseline: keras.applications MobileNetV2"))
-for alpha, params, madds in ((1.0, 4.2e6, 569e6), (0.5, 1.3e6, 149e6),
-                             (0.25, 0.5e6, 41e6)):
+    PaperFigures("3.4M", "300M", f"{SLIDES}: MobileNetV2-1.0 (paper)"),
+    description="baseline: keras.applications MobileNetV2", baseline=True))
+for alpha, params, madds in ((1.0, "4.2M", "569M"), (0.5, "1.3M", "149M"),
+                             (0.25, "0.5M", "41M")):
     register(ModelSpec(
         f"mobilenet_{alpha}", _keras_application(keras.applications.MobileNet),
         {"alpha": alpha}, "imagenet",
         PaperFigures(params, madds, f"{SLIDES}: IGCV2 vs MobileNetV1"),
-        description="baseline: keras.applications MobileNet (V1)"))
+        description="baseline: keras.applications MobileNet (V1)",
+        baseline=True))

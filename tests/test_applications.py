@@ -1,0 +1,137 @@
+"""One harness run over every builder: the keras.applications contract."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from igc_keras.applications import IGCV1, IGCV1CIFAR, IGCV3, RegConvCIFAR
+from igc_keras.layers import ChannelPermutation, GroupConv2D
+
+# (builder, small-but-real kwargs, total stride of the feature map)
+BUILDERS = {
+    "igcv3": (IGCV3, {"alpha": 0.35}, 32),
+    "igcv1_imagenet": (IGCV1, {"variant": "L4M32", "alpha": 0.5}, 32),
+    "igcv1_cifar": (IGCV1CIFAR, {"primary_partitions": 4,
+                                 "secondary_partitions": 2, "depth": 8}, 4),
+    "igcv1_cifar_ident": (IGCV1CIFAR, {"primary_partitions": 4,
+                                       "secondary_partitions": 2, "depth": 8,
+                                       "identity": True}, 4),
+    "regconv_cifar": (RegConvCIFAR, {"width": 8, "depth": 8}, 4),
+}
+
+
+def _images(shape, n=2, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n,) + shape).astype(
+        "float32")
+
+
+@pytest.fixture(params=sorted(BUILDERS))
+def builder(request):
+    return BUILDERS[request.param]
+
+
+def test_feature_extractor_with_custom_shape_and_channels(builder):
+    build, kwargs, stride = builder
+    model = build(include_top=False, input_shape=(64, 96, 1), **kwargs)
+    out = model(_images((64, 96, 1)))
+    assert out.shape[:3] == (2, 64 // stride, 96 // stride)
+    pooled = build(include_top=False, pooling="avg", input_shape=(64, 96, 5),
+                   **kwargs)
+    assert pooled(_images((64, 96, 5))).shape == (2, out.shape[-1])
+    maxed = build(include_top=False, pooling="max",
+                  input_shape=(None, None, 3), **kwargs)
+    assert maxed(_images((64, 64, 3))).shape == (2, out.shape[-1])
+
+
+def test_top_classes_activation_and_input_tensor(builder):
+    build, kwargs, _ = builder
+    tensor = keras.Input((64, 64, 3))
+    model = build(input_tensor=tensor, classes=7, classifier_activation=None,
+                  **kwargs)
+    assert model.inputs[0] is tensor
+    logits = np.asarray(model(_images((64, 64, 3))))
+    assert logits.shape == (2, 7)
+    probs = build(input_shape=(64, 64, 3), classes=7, **kwargs)
+    probs.set_weights(model.get_weights())
+    np.testing.assert_allclose(np.asarray(probs(_images((64, 64, 3)))),
+                               tf.nn.softmax(logits).numpy(), atol=1e-5)
+
+
+def test_keras_save_load_round_trip_is_identical(builder, tmp_path):
+    build, kwargs, _ = builder
+    model = build(input_shape=(64, 64, 3), classes=5, **kwargs)
+    x = _images((64, 64, 3))
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    weights = os.path.join(tmp_path, "w.weights.h5")
+    model.save_weights(weights)
+    again = build(input_shape=(64, 64, 3), classes=5, weights=weights, **kwargs)
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
+
+
+@pytest.mark.parametrize("name", ["igcv3", "igcv1_cifar_ident"])
+def test_export_saved_model_serves_the_same_outputs(name, tmp_path):
+    build, kwargs, _ = BUILDERS[name]
+    model = build(input_shape=(64, 64, 3), classes=5, **kwargs)
+    x = _images((64, 64, 3))
+    path = os.path.join(tmp_path, "export")
+    model.export(path, verbose=False)
+    reloaded = tf.saved_model.load(path)
+    served = reloaded.serve(tf.constant(x))
+    np.testing.assert_allclose(served.numpy(), np.asarray(model(x)), atol=1e-5)
+
+
+def test_mixed_precision_builds_and_runs():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = IGCV3(alpha=0.35, input_shape=(64, 64, 3), classes=4)
+        out = model(_images((64, 64, 3)))
+        assert out.dtype == "float32"  # the softmax head stays float32
+        assert any(isinstance(l, ChannelPermutation) for l in model.layers)
+        assert model.get_layer("stage1_block0_expand").compute_dtype == "bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_group_convs_are_real_group_convs():
+    model = IGCV3(alpha=0.35, input_shape=(64, 64, 3))
+    expand = model.get_layer("stage2_block1_expand")
+    assert isinstance(expand, GroupConv2D) and expand.groups == 2
+    assert expand.kernel.shape[2] * 2 == expand.input.shape[-1]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"weights": "imagenet"}, r"weights='imagenet' is not available"),
+    ({"weights": "/no/such/file.h5"}, r"`weights` must be None or the path"),
+    ({"pooling": "mean", "include_top": False}, r"`pooling` must be one of"),
+    ({"input_shape": (224, 224)}, r"`input_shape` must be \(height, width, "
+                                  r"channels\)"),
+    ({"input_shape": (16, 16, 3)}, r"input height must be at least 32"),
+    ({"alpha": 0}, r"`alpha` must be a number > 0; got alpha=0"),
+    ({"classes": 0}, r"`classes` must be a positive integer"),
+])
+def test_bad_arguments_fail_before_building(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        IGCV3(**kwargs)
+
+
+def test_builder_specific_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"`variant` must be one of"):
+        IGCV1(variant="L8M8")
+    with pytest.raises(ValueError, match=r"`depth` must be 3B \+ 2.*depth=21"):
+        IGCV1CIFAR(depth=21)
+    with pytest.raises(ValueError, match=r"`depth` must be 6B \+ 2.*depth=11"):
+        IGCV1CIFAR(depth=11, identity=True)
+    # a weights file from another architecture is refused, nothing half-loaded
+    other = RegConvCIFAR(width=8, depth=8)
+    path = os.path.join(tmp_path, "other.weights.h5")
+    other.save_weights(path)
+    with pytest.raises(ValueError, match="could not load weights"):
+        IGCV1CIFAR(primary_partitions=4, secondary_partitions=2, depth=8,
+                   weights=path)
