@@ -20,8 +20,19 @@ def zoo_rows(pattern="*"):
     for name in list_models(pattern):
         spec = get_model_spec(name)
         model = spec.build()
-        batchnorm = spec.paper.batchnorm if spec.paper else True
-        yield spec, count_params(model, batchnorm=batchnorm), count_mult_adds(model)
+        if spec.paper:
+            params = count_params(model, batchnorm=spec.paper.batchnorm,
+                                  classifier=spec.paper.classifier)
+        else:
+            params = count_params(model)
+        yield spec, params, count_mult_adds(model)
+
+
+def _convention(paper):
+    if paper is None:
+        return "CFB"
+    return "C" + ("F" if paper.classifier else "") + (
+        "B" if paper.batchnorm else "")
 
 
 def models_command(args):
@@ -35,7 +46,7 @@ def models_command(args):
         print("\n".join(names))
         return 0
     header = (f"{'name':34s} {'params(M)':>10s} {'paper':>7s} {'MAdds(M)':>10s} "
-              f"{'paper':>8s}  {'BN':2s} notes")
+              f"{'paper':>8s}  {'cnt':3s} notes")
     print(header)
     print("-" * len(header))
     for spec, params, madds in zoo_rows(args.pattern):
@@ -46,9 +57,11 @@ def models_command(args):
               f"{(paper.params if paper else '-'):>7s} "
               f"{_fmt(madds, 1e6, 1):>10s} "
               f"{((paper and paper.mult_adds) or '-'):>8s}  "
-              f"{'y' if (paper.batchnorm if paper else True) else 'n':2s} {note}")
-    print("\nparams: conv/dense weights + biases (+ BN gamma/beta where BN=y); "
-          "mult-adds: conv + dense at the model's input size.")
+              f"{_convention(paper):3s} {note}")
+    print("\ncnt (what the params column counts, as the paper row does): "
+          "C = conv weights, F = + FC weights and bias, B = + BN gamma/beta.\n"
+          "mult-adds: conv + dense at the model's input size (paper rows "
+          "marked 2x count the stem and 3x3 convs twice).")
     return 0
 
 

@@ -14,6 +14,15 @@ from typing import Callable, Optional
 _SUFFIXES = {"K": 1e3, "M": 1e6, "G": 1e9}
 
 
+def _spatial(model):
+    """Convolution layers with a kernel larger than 1x1."""
+    import keras
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+                      ) and max(layer.kernel_size) > 1:
+            yield layer
+
+
 def parse_figure(text):
     """``"0.29e8"``, ``"3.5M"``, ``"320M"`` -> ``(value, half_unit)``.
 
@@ -42,6 +51,11 @@ class PaperFigures:
         source: where the row is (seed file and table).
         batchnorm: whether the paper's count includes BN gamma/beta (ImageNet
             tables: yes; the CIFAR tables count conv + FC weights only).
+        classifier: whether the paper's parameter count includes the final
+            FC layer (the IGCV2 paper's CIFAR tables count convolutions only).
+        spatial_twice: the paper's mult-adds are reproduced only when the
+            stem and 3x3 convolutions are counted twice (IGCV2 ImageNet; see
+            :mod:`igc_keras.applications.igcv2`).
         truncated: the row's figures were truncated, not rounded, when
             printed (they stand for ``[value, value + unit)``); set only where
             the seeds are shown to truncate, with the reason in ``source``.
@@ -51,7 +65,20 @@ class PaperFigures:
     mult_adds: Optional[str]
     source: str
     batchnorm: bool = True
+    classifier: bool = True
+    spatial_twice: bool = False
     truncated: bool = False
+
+    def count(self, model):
+        """``(params, mult_adds)`` of ``model`` under this row's convention."""
+        from igc_keras.design.counting import (count_mult_adds, count_params,
+                                               layer_mult_adds)
+        params = count_params(model, batchnorm=self.batchnorm,
+                              classifier=self.classifier)
+        madds = count_mult_adds(model)
+        if self.spatial_twice:
+            madds += sum(layer_mult_adds(layer) for layer in _spatial(model))
+        return params, madds
 
     @property
     def params_value(self):

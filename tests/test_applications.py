@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from igc_keras.applications import IGCV1, IGCV1CIFAR, IGCV3, RegConvCIFAR
+from igc_keras.applications import (IGCV1, IGCV1CIFAR, IGCV2, IGCV2CIFAR,
+                                    IGCV3, RegConvCIFAR)
 from igc_keras.layers import ChannelPermutation, GroupConv2D
 
 # (builder, small-but-real kwargs, total stride of the feature map)
@@ -20,6 +21,11 @@ BUILDERS = {
                                        "secondary_partitions": 2, "depth": 8,
                                        "identity": True}, 4),
     "regconv_cifar": (RegConvCIFAR, {"width": 8, "depth": 8}, 4),
+    "igcv2": (IGCV2, {"alpha": 0.25}, 32),
+    "igcv2_cifar_star": (IGCV2CIFAR, {"width": 16, "depth": 8,
+                                      "family": "igcv2_star"}, 4),
+    "igcv2_cifar_xception": (IGCV2CIFAR, {"width": 16, "depth": 8,
+                                          "family": "xception"}, 4),
 }
 
 
@@ -128,6 +134,13 @@ def test_builder_specific_errors(tmp_path):
         IGCV1CIFAR(depth=21)
     with pytest.raises(ValueError, match=r"`depth` must be 6B \+ 2.*depth=11"):
         IGCV1CIFAR(depth=11, identity=True)
+    with pytest.raises(ValueError, match=r"`family` must be one of"):
+        IGCV2CIFAR(family="igcv4")
+    with pytest.raises(ValueError, match=r"even number B .*depth=11"):
+        IGCV2CIFAR(depth=11)
+    with pytest.raises(ValueError, match=r"branch_channels\[0\]=7 must divide "
+                                         r"the 64 input channels"):
+        IGCV2CIFAR(width=64, depth=8, branch_channels=(7, 16, 32))
     # a weights file from another architecture is refused, nothing half-loaded
     other = RegConvCIFAR(width=8, depth=8)
     path = os.path.join(tmp_path, "other.weights.h5")

@@ -48,7 +48,7 @@ def test_permutation_inverse_round_trip_and_serialisation():
 
 
 def test_permutation_refuses_groups_that_do_not_divide():
-    with pytest.raises(ValueError, match=r"`groups`=5 does not divide the 12 .*"
+    with pytest.raises(ValueError, match=r"`groups`=5 does not divide 12 .*"
                                          r"\[1, 2, 3, 4, 6, 12\]"):
         ChannelPermutation(5)(np.zeros((1, 2, 2, 12), "float32"))
     with pytest.raises(ValueError, match="positive integer"):

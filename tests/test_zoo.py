@@ -36,10 +36,9 @@ def test_params_and_mult_adds_within_3_percent_of_the_paper(name):
     spec = igc_keras.get_model_spec(name)
     model = spec.build()
     paper = spec.paper
-    params = count_params(model, batchnorm=paper.batchnorm)
+    params, madds = paper.count(model)
     assert paper.agrees(params, paper.params), (params, paper.params)
     if paper.mult_adds is not None:
-        madds = count_mult_adds(model)
         assert paper.agrees(madds, paper.mult_adds), (madds, paper.mult_adds)
 
 

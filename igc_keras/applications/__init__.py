@@ -1,7 +1,9 @@
 """keras.applications-style builders for the IGC family, and their registry entries."""
 
 from igc_keras.applications.igcv1 import IGCV1, IGCV1CIFAR, RegConvCIFAR
+from igc_keras.applications.igcv2 import IGCV2, IGCV2CIFAR
 from igc_keras.applications.igcv3 import IGCV3
 from igc_keras.applications import zoo  # noqa: F401  (registers every variant)
 
-__all__ = ["IGCV1", "IGCV1CIFAR", "IGCV3", "RegConvCIFAR"]
+__all__ = ["IGCV1", "IGCV1CIFAR", "IGCV2", "IGCV2CIFAR", "IGCV3",
+           "RegConvCIFAR"]

@@ -16,8 +16,12 @@ POOLINGS = (None, "avg", "max")
 
 def check_arguments(*, weights, include_top, pooling, classes,
                     classifier_activation, input_shape, builder,
-                    min_size=32):
+                    min_size=32, alpha=1.0):
     """Fail before any layer exists, naming the argument and what is allowed."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or (
+            alpha <= 0):
+        raise ValueError(f"{builder}: `alpha` must be a number > 0; got "
+                         f"alpha={alpha!r}.")
     if not (weights is None or (isinstance(weights, (str, os.PathLike)) and
                                 os.path.exists(weights))):
         if isinstance(weights, str) and weights == "imagenet":

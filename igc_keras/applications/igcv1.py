@@ -101,13 +101,11 @@ def IGCV1(input_shape=None, alpha=1.0, include_top=True, weights=None,
     if variant not in IMAGENET_VARIANTS:
         raise ValueError(f"IGCV1: `variant` must be one of "
                          f"{sorted(IMAGENET_VARIANTS)}; got variant={variant!r}.")
-    if not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise ValueError(f"IGCV1: `alpha` must be a number > 0; got "
-                         f"alpha={alpha!r}.")
     common.check_arguments(weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder="IGCV1")
+                           input_shape=input_shape, builder="IGCV1",
+                           alpha=alpha)
     spec = IMAGENET_VARIANTS[variant]
     partitions = [max(1, int(round(p * alpha))) for p in spec["partitions"]]
     widths = [p * (w // p0) for p, w, p0 in
@@ -149,7 +147,8 @@ def _cifar_blocks_per_stage(depth, identity, builder):
 def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
                identity=False, input_shape=(32, 32, 3), include_top=True,
                weights=None, input_tensor=None, pooling=None, classes=10,
-               classifier_activation="softmax", name=None, *, stem_strides=1):
+               classifier_activation="softmax", name=None, *, stem_strides=1,
+               transition_secondary="input"):
     """IGC-L{L}M{M} CIFAR network of the IGCV1 paper, plain or "+Ident".
 
     Args:
@@ -157,6 +156,10 @@ def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
         secondary_partitions: ``M`` of the first stage (doubles per stage).
         depth: ``D = 3B + 2`` (plain) or ``6U + 2`` (+Ident).
         identity: the "+Ident" residual version.
+        transition_secondary: +Ident only: the secondary groups of the first
+            block of a unit that widens, ``"input"`` (``k_in / L``, the authors'
+            code) or ``"output"`` (``k_out / L``; RECONSTRUCTED rule that fits
+            the slides' large IGC-L16M32 / L450M2 / L32M26 rows).
         stem_strides: 2 for Tiny ImageNet (64x64), as in the IGCV2 paper.
         Others: as in ``keras.applications``.
 
@@ -165,6 +168,9 @@ def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
     """
     builder = "IGCV1CIFAR"
     count = _cifar_blocks_per_stage(depth, identity, builder)
+    if transition_secondary not in ("input", "output"):
+        raise ValueError(f"{builder}: `transition_secondary` must be 'input' or "
+                         f"'output'; got {transition_secondary!r}.")
     common.check_arguments(weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
@@ -182,7 +188,9 @@ def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
             stride = 2 if stage and index == 0 else 1
             prefix = f"stage{stage + 1}_{'unit' if identity else 'block'}{index + 1}"
             if identity:
-                x = _residual_unit(x, width, L, stride, x.shape[-1] // L, bn,
+                secondary = (x.shape[-1] if transition_secondary == "input"
+                             else width) // L
+                x = _residual_unit(x, width, L, stride, secondary, bn,
                                    name=prefix)
             else:
                 x = blocks.apply_igcv1_block(x, width, L, width // L,

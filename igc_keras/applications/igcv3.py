@@ -83,13 +83,11 @@ def IGCV3(input_shape=None, alpha=1.0, include_top=True, weights=None,
         top, else the ``(batch, H/32, W/32, int(1280 alpha))`` feature map or
         its pooled ``(batch, int(1280 alpha))`` vector.
     """
-    if not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise ValueError(f"IGCV3: `alpha` must be a number > 0; got "
-                         f"alpha={alpha!r}.")
     common.check_arguments(weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder="IGCV3")
+                           input_shape=input_shape, builder="IGCV3",
+                           alpha=alpha)
     img_input, inputs = common.make_input(input_shape, input_tensor,
                                           (224, 224, 3))
     x = blocks.conv(img_input, scaled_width(STEM_FILTERS, alpha), 3, 2,

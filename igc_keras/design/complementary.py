@@ -23,6 +23,8 @@ import functools
 import keras
 import numpy as np
 
+from igc_keras.design.counting import iter_layers
+
 
 @dataclasses.dataclass(frozen=True)
 class ComplementaryReport:
@@ -150,21 +152,13 @@ def _linear_layers(model, prefix):
     from igc_keras.layers.permutation import ChannelPermutation
 
     found = []
-    for layer in _walk(model):
+    for layer in iter_layers(model):
         if not layer.name.startswith(prefix):
             continue
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
                               ChannelPermutation)):
             found.append(layer)
     return found
-
-
-def _walk(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
-        else:
-            yield layer
 
 
 def _layer_matrices(layer):

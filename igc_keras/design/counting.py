@@ -6,7 +6,9 @@ Conventions (stated, because the papers use two):
   BatchNorm gamma/beta, i.e. Keras' trainable weights (the ImageNet tables of
   IGCV2/IGCV3 and MobileNet). Any other layer's trainable weights count too.
 * ``count_params(model, batchnorm=False)``: the same without BatchNorm (the
-  CIFAR tables of the IGCV1 and IGCV2 papers count conv + FC weights only).
+  IGCV1 paper's CIFAR tables count conv + FC weights only).
+* ``count_params(model, batchnorm=False, classifier=False)``: convolutions
+  only (the IGCV2 paper's CIFAR tables: no FC, no BN).
 * ``count_mult_adds(model)``: convolution and dense layers only, at the
   model's input size: ``H_out * W_out * k_h * k_w * (C_in / groups) * C_out``
   for a convolution (``k_h * k_w * C * multiplier`` per position for a
@@ -19,10 +21,11 @@ import math
 import keras
 
 
-def _layers(model):
+def iter_layers(model):
+    """Every layer of ``model``, descending into nested models."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _layers(layer)
+            yield from iter_layers(layer)
         else:
             yield layer
 
@@ -31,19 +34,20 @@ def _size(variable):
     return int(math.prod(variable.shape))
 
 
-def count_params(model, batchnorm=True):
-    """Number of parameters of ``model`` under the convention above.
+def count_params(model, batchnorm=True, classifier=True):
+    """Number of parameters of ``model`` under the conventions above.
 
     Args:
         model: a built ``keras.Model``.
         batchnorm: count BatchNorm's gamma and beta (moving statistics never
             count).
+        classifier: count dense (fully connected) layers.
     """
     total = 0
-    for layer in _layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            if batchnorm:
-                total += sum(_size(w) for w in layer.trainable_weights)
+    for layer in iter_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization) and not batchnorm:
+            continue
+        if isinstance(layer, keras.layers.Dense) and not classifier:
             continue
         total += sum(_size(w) for w in layer.trainable_weights)
     return total
@@ -85,4 +89,4 @@ def count_mult_adds(model):
         raise ValueError(
             f"count_mult_adds needs a fixed input size; the model's input shape "
             f"is {tuple(shape)}. Build it with e.g. input_shape=(224, 224, 3).")
-    return sum(layer_mult_adds(layer) for layer in _layers(model))
+    return sum(layer_mult_adds(layer) for layer in iter_layers(model))

@@ -14,7 +14,8 @@ momentum=...)``) so each family keeps them in a single place.
 import keras
 
 from igc_keras.design.complementary import analyse_design
-from igc_keras.layers.group_conv import GroupConv2D, check_divisible
+from igc_keras.layers.checks import check_divisible
+from igc_keras.layers.group_conv import GroupConv2D
 from igc_keras.layers.permutation import ChannelPermutation
 
 DEFAULT_BATCHNORM = {"epsilon": 1e-5, "momentum": 0.9}
@@ -133,45 +134,48 @@ def apply_igcv1_block(x, filters, primary_groups, secondary_groups,
 def igcv2_design(in_channels, filters, branch_channels):
     """Linear steps of an IGCV2 block, for :func:`analyse_design`.
 
-    The channel-wise conv acts on ``in_channels``; the first group 1x1 conv
-    maps ``in_channels -> filters`` with ``in_channels / K_2`` branches; the
-    others map ``filters -> filters`` with ``filters / K_l`` branches; a
-    permutation with the previous conv's branch count sits between
-    consecutive group convs.
+    The channel-wise conv and every group 1x1 conv but the last act on
+    ``in_channels``; group conv ``l`` has ``in_channels / K_l`` branches; the
+    last one widens to ``filters`` with the same branch count; a permutation
+    with the previous conv's branch count sits between consecutive convs.
     """
     steps = [("conv", in_channels, in_channels, in_channels)]
-    channels = in_channels
+    last = len(branch_channels) - 1
+    previous_groups = None
     for i, k in enumerate(branch_channels):
-        groups = channels // k
+        groups = in_channels // k
         if i:
-            steps.append(("perm", channels, previous_groups))
-        steps.append(("conv", channels, filters, groups))
-        previous_groups, channels = groups, filters
+            steps.append(("perm", in_channels, previous_groups))
+        steps.append(("conv", in_channels, filters if i == last else in_channels,
+                      groups))
+        previous_groups = groups
     return steps
 
 
 def apply_igcv2_block(x, filters, branch_channels, kernel_size=3, strides=1,
                       activation_fn="relu", batchnorm_settings=None,
-                      batchnorm_each=False, require_dense=True,
-                      name="igcv2_block"):
+                      batchnorm_each=False, channelwise_activation=None,
+                      require_dense=True, name="igcv2_block"):
     """IGCV2 block: channel-wise conv, then ``L - 1`` group 1x1 convolutions.
 
     ``channel-wise kxk (stride) -> G_2 -> P -> G_3 -> ... -> G_L -> BN ->
-    activation``, where group 1x1 conv ``G_l`` has ``K_l`` input channels per
-    branch and a permutation with ``G_{l-1}``'s branch count interleaves
-    consecutive ones. With ``prod(K_l) == C`` the composed kernel is dense with
-    exactly one path per channel pair (strict complementary condition); the
-    balance condition ``K_2 = ... = K_L`` minimises parameters (see
-    :mod:`igc_keras.design.balance`).
+    activation``. Group 1x1 conv ``G_l`` has ``K_l`` input channels per branch
+    (``C_in / K_l`` branches); a permutation with ``G_{l-1}``'s branch count
+    interleaves consecutive ones; where the width changes, the last conv maps
+    ``C_in -> filters`` with the same branch count (RECONSTRUCTED: this rule
+    fits the IGCV2 paper's tables, see :mod:`igc_keras.applications.igcv2`).
+    With ``prod(K_l) == C`` the composed kernel is dense with exactly one path
+    per channel pair (strict complementary condition); the balance condition
+    ``K_2 = ... = K_L`` minimises parameters (:mod:`igc_keras.design.balance`).
 
     Args:
         x: ``(batch, H, W, C_in)``.
         filters: output width.
-        branch_channels: ``(K_2, ..., K_L)``; ``K_2`` divides ``C_in``, the
-            others divide ``filters``.
-        batchnorm_each: put BN after the channel-wise conv and after every
-            group conv (an ImageNet MobileNet-style variant) instead of once
-            after the chain.
+        branch_channels: ``(K_2, ..., K_L)``, each dividing ``C_in``.
+        batchnorm_each: BN after the channel-wise conv and after every group
+            conv (MobileNet style) instead of once after the chain.
+        channelwise_activation: activation after the channel-wise conv's BN
+            (with ``batchnorm_each``).
         require_dense: refuse designs whose composed kernel is not dense.
 
     Returns:
@@ -183,14 +187,13 @@ def apply_igcv2_block(x, filters, branch_channels, kernel_size=3, strides=1,
         raise ValueError(f"{name}: `branch_channels` must name at least one "
                          f"group 1x1 convolution; got {branch_channels}.")
     for i, k in enumerate(branch_channels):
-        width = cin if i == 0 else filters
-        if k < 1 or width % k or (filters % (width // k)):
-            allowed = [d for d in range(1, width + 1) if width % d == 0 and
-                       filters % (width // d) == 0]
+        if k < 1 or cin % k or filters % (cin // k):
+            allowed = [d for d in range(1, cin + 1) if cin % d == 0 and
+                       filters % (cin // d) == 0]
             raise ValueError(
-                f"{name}: branch_channels[{i}]={k} must divide the {width} "
-                f"channels entering that group conv (and give a branch count "
-                f"dividing filters={filters}); allowed values: {allowed}.")
+                f"{name}: branch_channels[{i}]={k} must divide the {cin} input "
+                f"channels (and give a branch count dividing filters={filters}); "
+                f"allowed values: {allowed}.")
     report = analyse_design(igcv2_design(cin, filters, branch_channels))
     if require_dense and not report.dense:
         raise ValueError(
@@ -198,21 +201,24 @@ def apply_igcv2_block(x, filters, branch_channels, kernel_size=3, strides=1,
             f"channels breaks the complementary condition: only "
             f"{report.density:.1%} of input/output channel pairs are connected. "
             f"The product of branch_channels must reach the width "
-            f"(e.g. {_suggest_branch_channels(filters, len(branch_channels))}).")
+            f"(e.g. {_suggest_branch_channels(cin, len(branch_channels))}).")
     bn = batchnorm_settings or DEFAULT_BATCHNORM
     x = conv(x, cin, kernel_size, strides, cin, name=f"{name}_channelwise")
     if batchnorm_each:
         x = batchnorm(x, bn, f"{name}_channelwise_bn")
-    channels = cin
+        x = activation(x, channelwise_activation, f"{name}_channelwise_relu")
+    last = len(branch_channels) - 1
+    previous_groups = None
     for i, k in enumerate(branch_channels):
-        groups = channels // k
+        groups = cin // k
         if i:
             x = ChannelPermutation(previous_groups,
                                    name=f"{name}_group{i}_shuffle")(x)
-        x = conv(x, filters, 1, 1, groups, name=f"{name}_group{i + 1}")
-        if batchnorm_each and i < len(branch_channels) - 1:
+        x = conv(x, filters if i == last else cin, 1, 1, groups,
+                 name=f"{name}_group{i + 1}")
+        if batchnorm_each and i < last:
             x = batchnorm(x, bn, f"{name}_group{i + 1}_bn")
-        previous_groups, channels = groups, filters
+        previous_groups = groups
     x = batchnorm(x, bn, f"{name}_bn")
     return activation(x, activation_fn, f"{name}_relu")
 

@@ -19,6 +19,8 @@ import contextlib
 import keras
 from keras import ops
 
+from igc_keras.layers.checks import check_divisible, check_positive_int
+
 IMPLEMENTATIONS = ("native", "split")
 _default_implementation = ["native"]
 
@@ -54,17 +56,6 @@ def group_conv_implementation(implementation):
         _default_implementation[0] = previous
 
 
-def check_divisible(channels, groups, argument, layer=""):
-    """Raise a ``ValueError`` naming ``argument`` unless ``groups`` divides ``channels``."""
-    where = f"{layer}: " if layer else ""
-    if groups < 1 or channels % groups:
-        divisors = [d for d in range(1, channels + 1) if channels % d == 0]
-        raise ValueError(
-            f"{where}`{argument}`={groups} does not divide {channels} channels; "
-            f"allowed values: {divisors}."
-        )
-
-
 @keras.saving.register_keras_serializable(package="igc_keras")
 class GroupConv2D(keras.layers.Conv2D):
     """``Conv2D`` with ``groups`` branches and a selectable implementation.
@@ -85,10 +76,7 @@ class GroupConv2D(keras.layers.Conv2D):
         if implementation is None:
             implementation = default_group_conv_implementation()
         _check_implementation(implementation)
-        if not isinstance(groups, int) or groups < 1:
-            raise ValueError(
-                f"`groups` must be a positive integer; got groups={groups!r}."
-            )
+        check_positive_int(groups, "groups", kwargs.get("name", ""))
         if filters % groups:
             check_divisible(filters, groups, "groups", kwargs.get("name", ""))
         self.implementation = implementation

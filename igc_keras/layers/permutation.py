@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from igc_keras.layers.checks import check_divisible, check_positive_int
+
 
 def permutation_indices(channels, groups, inverse=False):
     """Index array ``idx`` such that ``out = in[..., idx]`` is the permutation.
@@ -36,16 +38,7 @@ def permutation_indices(channels, groups, inverse=False):
 
 
 def _check_groups(channels, groups):
-    if not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(
-            f"`groups` must be a positive integer; got groups={groups!r}."
-        )
-    if channels % groups:
-        divisors = [d for d in range(1, channels + 1) if channels % d == 0]
-        raise ValueError(
-            f"`groups`={groups} does not divide the {channels} input channels; "
-            f"allowed values for {channels} channels: {divisors}."
-        )
+    check_divisible(channels, groups, "groups")
 
 
 @keras.saving.register_keras_serializable(package="igc_keras")
@@ -64,10 +57,7 @@ class ChannelPermutation(keras.layers.Layer):
 
     def __init__(self, groups, inverse=False, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(
-                f"`groups` must be a positive integer; got groups={groups!r}."
-            )
+        check_positive_int(groups, "groups", kwargs.get("name", ""))
         self.groups = int(groups)
         self.inverse = bool(inverse)
 
