@@ -10,9 +10,11 @@ def _fmt(value, scale, digits=3):
 
 
 def zoo_rows(pattern="*"):
-    """(spec, params, mult_adds) for every registered model matching ``pattern``.
+    """One dict per registered model matching ``pattern``, measured now.
 
-    Params use the paper row's counting convention (with or without BN).
+    ``params`` follows the paper row's counting convention; ``mult_adds`` is
+    the standard count, and ``mult_adds_paper_convention`` the count under the
+    row's convention where it differs (IGCV2 ImageNet).
     """
     from igc_keras.design import count_mult_adds, count_params
     from igc_keras.registry import get_model_spec, list_models
@@ -20,12 +22,15 @@ def zoo_rows(pattern="*"):
     for name in list_models(pattern):
         spec = get_model_spec(name)
         model = spec.build()
+        row = {"spec": spec, "mult_adds": count_mult_adds(model),
+               "mult_adds_paper_convention": None}
         if spec.paper:
-            params = count_params(model, batchnorm=spec.paper.batchnorm,
-                                  classifier=spec.paper.classifier)
+            row["params"], madds = spec.paper.count(model)
+            if spec.paper.spatial_twice:
+                row["mult_adds_paper_convention"] = madds
         else:
-            params = count_params(model)
-        yield spec, params, count_mult_adds(model)
+            row["params"] = count_params(model)
+        yield row
 
 
 def _convention(paper):
@@ -35,8 +40,18 @@ def _convention(paper):
         "B" if paper.batchnorm else "")
 
 
+def _note(row):
+    spec = row["spec"]
+    note = ("RECONSTRUCTED: " + spec.reconstructed) if spec.reconstructed \
+        else spec.description
+    if row["mult_adds_paper_convention"] is not None:
+        note = (f"[MAdds with 3x3 convs counted twice: "
+                f"{row['mult_adds_paper_convention'] / 1e6:.1f}M] " + note)
+    return note
+
+
 def models_command(args):
-    from igc_keras.registry import get_model_spec, list_models
+    from igc_keras.registry import list_models
 
     names = list_models(args.pattern)
     if not names:
@@ -45,23 +60,30 @@ def models_command(args):
     if args.names_only:
         print("\n".join(names))
         return 0
-    header = (f"{'name':34s} {'params(M)':>10s} {'paper':>7s} {'MAdds(M)':>10s} "
-              f"{'paper':>8s}  {'cnt':3s} notes")
-    print(header)
-    print("-" * len(header))
-    for spec, params, madds in zoo_rows(args.pattern):
-        paper = spec.paper
-        note = ("RECONSTRUCTED: " + spec.reconstructed) if spec.reconstructed \
-            else spec.description
-        print(f"{spec.name:34s} {_fmt(params, 1e6):>10s} "
-              f"{(paper.params if paper else '-'):>7s} "
-              f"{_fmt(madds, 1e6, 1):>10s} "
-              f"{((paper and paper.mult_adds) or '-'):>8s}  "
-              f"{_convention(paper):3s} {note}")
-    print("\ncnt (what the params column counts, as the paper row does): "
-          "C = conv weights, F = + FC weights and bias, B = + BN gamma/beta.\n"
-          "mult-adds: conv + dense at the model's input size (paper rows "
-          "marked 2x count the stem and 3x3 convs twice).")
+    if args.markdown:
+        print("| name | params (M) | paper | MAdds (M) | paper | counted | "
+              "notes |")
+        print("|---|---:|---:|---:|---:|---|---|")
+    else:
+        header = (f"{'name':34s} {'params(M)':>10s} {'paper':>7s} "
+                  f"{'MAdds(M)':>10s} {'paper':>8s}  {'cnt':3s} notes")
+        print(header)
+        print("-" * len(header))
+    for row in zoo_rows(args.pattern):
+        spec, paper = row["spec"], row["spec"].paper
+        cells = (spec.name, _fmt(row["params"], 1e6),
+                 paper.params if paper else "-",
+                 _fmt(row["mult_adds"], 1e6, 1),
+                 (paper and paper.mult_adds) or "-", _convention(paper),
+                 _note(row))
+        if args.markdown:
+            print("| " + " | ".join(cells) + " |")
+        else:
+            print(f"{cells[0]:34s} {cells[1]:>10s} {cells[2]:>7s} "
+                  f"{cells[3]:>10s} {cells[4]:>8s}  {cells[5]:3s} {cells[6]}")
+    print("\ncounted: what the params column counts, as the paper row does "
+          "(C conv weights, F + FC weights and bias, B + BN gamma/beta). "
+          "MAdds: conv + dense multiply-accumulates at the model's input size.")
     return 0
 
 
@@ -78,6 +100,8 @@ def main(argv=None):
                         help="shell-style name filter, e.g. 'igcv3*'")
     models.add_argument("--names-only", action="store_true",
                         help="list names without building the models")
+    models.add_argument("--markdown", action="store_true",
+                        help="print a Markdown table (the README's model zoo)")
     models.set_defaults(func=models_command)
     args = parser.parse_args(argv)
     return args.func(args)
