@@ -1,4 +1,4 @@
-"""The ``igc-keras`` command line. Subcommands: ``models``."""
+"""The ``igc-keras`` command line. Subcommands: ``models``, ``convert``, ``finetune``."""
 
 import argparse
 import os
@@ -87,6 +87,33 @@ def models_command(args):
     return 0
 
 
+def convert_command(args):
+    from igc_keras.convert.converters import CONVERTERS, convert_checkpoint
+
+    model_name = args.model
+    if model_name is None:
+        base = os.path.basename(args.checkpoint)
+        model_name = ("igcv3_1.0" if base.startswith("igcv3") else
+                      {"d18b100": "igcv1_l100m2", "d18b16": "igcv1_l16m16",
+                       "d18b4": "igcv1_l4m32"}.get(
+                          base.split("-")[0].rsplit("_", 1)[-1]))
+        if model_name is None:
+            print(f"cannot tell the architecture of {base!r}; pass --model "
+                  f"(one of {sorted(CONVERTERS)})", file=sys.stderr)
+            return 2
+    if args.verify:
+        from igc_keras.applications.pretrained import PRETRAINED, verify_file
+        verify_file(args.checkpoint, PRETRAINED[model_name].git_blob_sha1)
+    model = convert_checkpoint(args.checkpoint, model_name)
+    output = args.output or f"{model_name}.weights.h5"
+    if output.endswith(".keras"):
+        model.save(output)
+    else:
+        model.save_weights(output)
+    print(f"converted {args.checkpoint} ({model_name}) -> {output}")
+    return 0
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(
@@ -103,6 +130,18 @@ def main(argv=None):
     models.add_argument("--markdown", action="store_true",
                         help="print a Markdown table (the README's model zoo)")
     models.set_defaults(func=models_command)
+    convert = sub.add_parser(
+        "convert", help="convert an authors' MXNet checkpoint to Keras weights")
+    convert.add_argument("checkpoint", help="the authors' .params file")
+    convert.add_argument("-o", "--output", help="output .weights.h5 (or .keras "
+                         "for a whole model); default <model>.weights.h5")
+    convert.add_argument("--model", help="registry name (igcv3_1.0, "
+                         "igcv1_l100m2, igcv1_l16m16, igcv1_l4m32); guessed "
+                         "from the file name if omitted")
+    convert.add_argument("--verify", action="store_true",
+                         help="check the file's git blob id against the "
+                              "authors' release first")
+    convert.set_defaults(func=convert_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -113,8 +113,10 @@ def test_group_convs_are_real_group_convs():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"weights": "imagenet"}, r"weights='imagenet' is not available"),
-    ({"weights": "/no/such/file.h5"}, r"`weights` must be None or the path"),
+    ({"weights": "imagenet", "alpha": 0.5},
+     r"weights='imagenet' is not available for this IGCV3 configuration"),
+    ({"weights": "/no/such/file.h5"}, r"`weights` must be None, 'imagenet' or "
+                                      r"the path"),
     ({"pooling": "mean", "include_top": False}, r"`pooling` must be one of"),
     ({"input_shape": (224, 224)}, r"`input_shape` must be \(height, width, "
                                   r"channels\)"),
@@ -148,3 +150,16 @@ def test_builder_specific_errors(tmp_path):
     with pytest.raises(ValueError, match="could not load weights"):
         IGCV1CIFAR(primary_partitions=4, secondary_partitions=2, depth=8,
                    weights=path)
+
+
+@pytest.mark.parametrize("name", ["igcv3", "igcv1_imagenet", "igcv2"])
+def test_pyramid_outputs_follow_the_kerashub_convention(name):
+    build, kwargs, _ = BUILDERS[name]
+    model = build(include_top=False, input_shape=(64, 96, 3), **kwargs)
+    assert sorted(model.pyramid_outputs) == ["P1", "P2", "P3", "P4", "P5"]
+    features = keras.Model(model.inputs, model.pyramid_outputs)
+    out = features(_images((64, 96, 3)))
+    for level, tensor in out.items():
+        stride = 2 ** int(level[1:])
+        assert tensor.shape[1:3] == (64 // stride, 96 // stride), level
+    assert out["P5"].shape[-1] == model.output.shape[-1]

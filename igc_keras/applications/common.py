@@ -16,23 +16,26 @@ POOLINGS = (None, "avg", "max")
 
 def check_arguments(*, weights, include_top, pooling, classes,
                     classifier_activation, input_shape, builder,
-                    min_size=32, alpha=1.0):
-    """Fail before any layer exists, naming the argument and what is allowed."""
+                    min_size=32, alpha=1.0, pretrained_name=None):
+    """Fail before any layer exists, naming the argument and what is allowed.
+
+    ``pretrained_name`` is the registry name of the variant being built (used
+    to find its ImageNet weights); returns its pretrained config when
+    ``weights="imagenet"``, else ``None``.
+    """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or (
             alpha <= 0):
         raise ValueError(f"{builder}: `alpha` must be a number > 0; got "
                          f"alpha={alpha!r}.")
-    if not (weights is None or (isinstance(weights, (str, os.PathLike)) and
-                                os.path.exists(weights))):
-        if isinstance(weights, str) and weights == "imagenet":
-            raise ValueError(
-                f"{builder}: weights='imagenet' is not available in this "
-                f"release of igc_keras; allowed: None (random initialisation) "
-                f"or the path of a weights file saved from the same "
-                f"architecture.")
+    config = None
+    if isinstance(weights, str) and weights == "imagenet":
+        from igc_keras.applications import pretrained
+        config = pretrained.pretrained_config(pretrained_name, builder)
+    elif not (weights is None or (isinstance(weights, (str, os.PathLike)) and
+                                  os.path.exists(weights))):
         raise ValueError(
-            f"{builder}: `weights` must be None or the path of an existing "
-            f"weights file; got weights={weights!r}.")
+            f"{builder}: `weights` must be None, 'imagenet' or the path of an "
+            f"existing weights file; got weights={weights!r}.")
     if not isinstance(include_top, bool):
         raise ValueError(f"{builder}: `include_top` must be True or False; got "
                          f"include_top={include_top!r}.")
@@ -63,6 +66,16 @@ def check_arguments(*, weights, include_top, pooling, classes,
         if shape[2] is not None and shape[2] < 1:
             raise ValueError(f"{builder}: input channels must be >= 1; got "
                              f"input_shape={input_shape!r}.")
+        if config is not None and shape[2] != 3:
+            raise ValueError(f"{builder}: weights='imagenet' needs 3 input "
+                             f"channels; got input_shape={input_shape!r}.")
+    if config is not None:
+        from igc_keras.applications import pretrained
+        pretrained.check_imagenet_arguments(
+            config, include_top=include_top, classes=classes,
+            classifier_activation=classifier_activation,
+            input_shape=input_shape, builder=builder)
+    return config
 
 
 def make_input(input_shape, input_tensor, default_shape):
@@ -87,13 +100,32 @@ def head(x, *, include_top, pooling, classes, classifier_activation):
     """
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        mixed = keras.config.dtype_policy().name.startswith("mixed")
         return keras.layers.Dense(classes, activation=classifier_activation,
-                                  dtype="float32", name="predictions")(x)
+                                  dtype="float32" if mixed else None,
+                                  name="predictions")(x)
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     return x
+
+
+def finish(model, weights, config, include_top, pyramid=None):
+    """Attaches ``pyramid_outputs`` and loads the requested weights.
+
+    Args:
+        pyramid: ``{"P1": layer_name, ...}`` (KerasHub convention: ``Pn`` has
+            stride ``2**n``); exposed as ``model.pyramid_outputs`` (tensors).
+    """
+    if pyramid:
+        model.pyramid_outputs = {level: model.get_layer(layer).output
+                                 for level, layer in pyramid.items()}
+    if config is not None:
+        from igc_keras.applications import pretrained
+        return pretrained.load_imagenet_weights(model, config,
+                                                include_top=include_top)
+    return load_weights(model, weights)
 
 
 def load_weights(model, weights):

@@ -90,8 +90,10 @@ def IGCV1(input_shape=None, alpha=1.0, include_top=True, weights=None,
         input_shape: ``(H, W, C)``; default ``(224, 224, 3)``.
         alpha: width multiplier applied to the primary partitions ``L`` and
             the stem (``M`` is kept), so every width scales by ``alpha``.
-        include_top, weights, input_tensor, pooling, classes,
-        classifier_activation, name: as in ``keras.applications``.
+        weights: ``None``, ``"imagenet"`` (the authors' released weights of
+            the variant, converted; alpha 1.0) or a weights file path.
+        include_top, input_tensor, pooling, classes, classifier_activation,
+        name: as in ``keras.applications``.
         variant: ``"L100M2"``, ``"L16M16"`` or ``"L4M32"``.
 
     Returns:
@@ -101,7 +103,10 @@ def IGCV1(input_shape=None, alpha=1.0, include_top=True, weights=None,
     if variant not in IMAGENET_VARIANTS:
         raise ValueError(f"IGCV1: `variant` must be one of "
                          f"{sorted(IMAGENET_VARIANTS)}; got variant={variant!r}.")
-    common.check_arguments(weights=weights, include_top=include_top,
+    config = common.check_arguments(
+                           pretrained_name=f"igcv1_{variant.lower()}"
+                           if alpha == 1 else None,
+                           weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
                            input_shape=input_shape, builder="IGCV1",
@@ -130,7 +135,10 @@ def IGCV1(input_shape=None, alpha=1.0, include_top=True, weights=None,
                     classifier_activation=classifier_activation)
     default = f"igcv1_{variant.lower()}" + ("" if alpha == 1 else f"_{alpha:g}")
     model = keras.Model(inputs, x, name=name or default)
-    return common.load_weights(model, weights)
+    pyramid = {"P1": "stem_relu"}
+    pyramid.update({f"P{stage + 1}": f"stage{stage}_unit{IMAGENET_UNITS}_relu"
+                    for stage in range(1, 5)})
+    return common.finish(model, weights, config, include_top, pyramid)
 
 
 def _cifar_blocks_per_stage(depth, identity, builder):
@@ -203,7 +211,7 @@ def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
     suffix = "_ident" if identity else ""
     model = keras.Model(inputs, x,
                         name=name or f"igcv1_cifar_l{L}m{M}_d{depth}{suffix}")
-    return common.load_weights(model, weights)
+    return common.finish(model, weights, None, include_top)
 
 
 def RegConvCIFAR(width=18, depth=20, input_shape=(32, 32, 3), include_top=True,
@@ -239,4 +247,4 @@ def RegConvCIFAR(width=18, depth=20, input_shape=(32, 32, 3), include_top=True,
                     classes=classes,
                     classifier_activation=classifier_activation)
     model = keras.Model(inputs, x, name=name or f"regconv_cifar_w{width}_d{depth}")
-    return common.load_weights(model, weights)
+    return common.finish(model, weights, None, include_top)

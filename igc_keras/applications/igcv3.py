@@ -67,7 +67,9 @@ def IGCV3(input_shape=None, alpha=1.0, include_top=True, weights=None,
             ``include_top=False`` any size (>= 32) and any channel count work.
         alpha: width multiplier (1.0 and 0.7 are the paper's; any > 0 works).
         include_top: add global average pooling and the dense classifier.
-        weights: ``None`` (random) or the path of a weights file.
+        weights: ``None`` (random), ``"imagenet"`` (the authors' released
+            IGCV3-1.0 weights, converted; alpha 1.0 only) or the path of a
+            weights file.
         input_tensor: optional Keras tensor to use as the image input.
         pooling: ``None``, ``"avg"`` or ``"max"`` when ``include_top=False``.
         classes: number of classes with ``include_top``.
@@ -81,9 +83,15 @@ def IGCV3(input_shape=None, alpha=1.0, include_top=True, weights=None,
     Returns:
         A ``keras.Model``: ``(batch, H, W, C) -> (batch, classes)`` with the
         top, else the ``(batch, H/32, W/32, int(1280 alpha))`` feature map or
-        its pooled ``(batch, int(1280 alpha))`` vector.
+        its pooled ``(batch, int(1280 alpha))`` vector. ``model.pyramid_outputs``
+        maps ``"P1".."P5"`` (stride ``2**n``) to the last block output at that
+        stride.
     """
-    common.check_arguments(weights=weights, include_top=include_top,
+    released = (alpha == 1.0 and expansion_groups == 2 and projection_groups == 2
+                and stages == STAGES)
+    config = common.check_arguments(
+                           pretrained_name="igcv3_1.0" if released else None,
+                           weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
                            input_shape=input_shape, builder="IGCV3",
@@ -103,11 +111,20 @@ def IGCV3(input_shape=None, alpha=1.0, include_top=True, weights=None,
                 projection_groups=projection_groups,
                 batchnorm_settings=BATCHNORM,
                 name=f"stage{stage}_block{block}")
+    pyramid = {"P1": "stem_relu"}
+    stride = 2
+    for stage, (t, c, n, s) in enumerate(stages):
+        stride *= s
+        level = f"P{stride.bit_length() - 1}"
+        if level != "P5":
+            pyramid[level] = (f"stage{stage}_block{n - 1}_add" if n > 1 else
+                              f"stage{stage}_block0_project_bn")
     x = blocks.conv(x, int(LAST_FILTERS * alpha), 1, name="last_conv")
     x = blocks.batchnorm(x, BATCHNORM, "last_bn")
     x = blocks.activation(x, "relu6", "last_relu")
     x = common.head(x, include_top=include_top, pooling=pooling,
                     classes=classes,
                     classifier_activation=classifier_activation)
+    pyramid["P5"] = "last_relu"
     model = keras.Model(inputs, x, name=name or f"igcv3_{alpha:g}")
-    return common.load_weights(model, weights)
+    return common.finish(model, weights, config, include_top, pyramid)

@@ -1,0 +1,1 @@
+"""Converters from the authors' released checkpoints."""
