@@ -35,10 +35,12 @@ def references(mxnet_python, tmp_path_factory):
 
 
 def _float64_logits_model(name):
-    keras.config.set_floatx("float64")
+    keras.config.set_floatx("float64")           # the Input's dtype
+    keras.config.set_dtype_policy("float64")     # every layer's variables/compute
     try:
         return igc_keras.create_model(name, classifier_activation=None)
     finally:
+        keras.config.set_dtype_policy("float32")
         keras.config.set_floatx("float32")
 
 
@@ -79,9 +81,11 @@ def test_weights_imagenet_downloads_verifies_converts_and_caches(
     probs = np.asarray(model(images))
     expected = keras.ops.softmax(reference["logits"]).numpy()
     np.testing.assert_allclose(probs, expected, atol=2e-3)
-    cached = os.path.join(str(tmp_path / "keras_home"), "models", "igc_keras",
-                          fake.keras_file_name)
+    home = str(tmp_path / "keras_home")
+    cached = os.path.join(home, "models", "igc_keras", fake.keras_file_name)
     assert os.path.exists(cached)
+    assert os.path.exists(os.path.join(home, "models", "igc_keras", "authors",
+                                       fake.file_name))
 
     # features only: every weight but the classifier's, any input size
     features = igc_keras.create_model("igcv3_1.0", weights="imagenet",

@@ -203,7 +203,8 @@ def IGCV2(input_shape=None, alpha=1.0, include_top=True, weights=None,
         A ``keras.Model``; without the top, the ``(batch, H/32, W/32,
         int(1024 alpha))`` feature map (or its pooled vector).
     """
-    common.check_arguments(weights=weights, include_top=include_top,
+    common.check_arguments(pretrained_name=f"igcv2_{float(alpha)}",
+                           weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
                            input_shape=input_shape, builder="IGCV2",

@@ -195,11 +195,14 @@ def fetch_checkpoint(config, origin=None, cache_dir=None):
     A download that fails verification is deleted, so a retry fetches it
     again.
     """
+    root = cache_root(cache_dir)
+    # get_file falls back to /tmp/.keras when the root does not exist yet
+    os.makedirs(root, exist_ok=True)
     try:
         path = keras.utils.get_file(
             fname=config.file_name, origin=origin or config.origin,
             cache_subdir=os.path.join("models", "igc_keras", "authors"),
-            cache_dir=cache_root(cache_dir))
+            cache_dir=root)
     except Exception as error:
         raise ValueError(
             f"could not download the {config.model} checkpoint from "

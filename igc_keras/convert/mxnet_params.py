@@ -66,8 +66,9 @@ Dtype flags (mshadow ``TypeFlag``) -- see :data:`DTYPE_FLAGS`::
     0 float32   1 float64   2 float16   3 uint8    4 int32    5 int8    6 int64
     7 bool      8 int16     9 uint16   10 uint32  11 uint64  12 bfloat16
 
-MXNet 1.9.1 can create flags 0-7 (and bfloat16 on MKLDNN builds); 8-11 exist in
-later MXNet. numpy has no bfloat16: such arrays are widened (exactly) to float32.
+MXNet 1.9.1 writes flags 0-7 (its Python API cannot even create bfloat16 arrays);
+8-11 and 12 exist in later MXNet. numpy has no bfloat16: such arrays are widened
+(exactly) to float32.
 
 Only dense arrays are returned; a sparse record is parsed (to find its name) and
 then reported as a ``ValueError`` naming the file and the tensor.

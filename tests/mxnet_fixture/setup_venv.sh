@@ -3,7 +3,9 @@
 #
 # Usage: tests/mxnet_fixture/setup_venv.sh [DIR]
 #   DIR defaults to ${IGC_MXNET_VENV:-$HOME/.cache/igc_keras/mxnet-venv}.
-#   The base interpreter is ${IGC_MXNET_BASE_PYTHON:-python3}.
+#   The base interpreter is $IGC_MXNET_BASE_PYTHON if set, else the first of python3.11,
+#   python3.10, python3.9, python3.8, python3 that is a CPython 3.8-3.11 (numpy<1.24 has
+#   no wheels for 3.12+, and building it from source is slow and fragile).
 #
 # igc_keras itself never imports mxnet: this venv only exists so that tests and tools can
 # produce reference files (`mx.nd.save` checkpoints, MXNet forward passes) with the real
@@ -18,7 +20,22 @@
 set -u -o pipefail
 
 DIR="${1:-${IGC_MXNET_VENV:-$HOME/.cache/igc_keras/mxnet-venv}}"
-BASE_PY="${IGC_MXNET_BASE_PYTHON:-python3}"
+
+pick_base_python() {
+    if [ -n "${IGC_MXNET_BASE_PYTHON:-}" ]; then
+        echo "$IGC_MXNET_BASE_PYTHON"
+        return 0
+    fi
+    local cand
+    for cand in python3.11 python3.10 python3.9 python3.8 python3; do
+        if command -v "$cand" >/dev/null 2>&1 && "$cand" -c \
+            'import sys; sys.exit(not ((3, 8) <= sys.version_info[:2] <= (3, 11)))' 2>/dev/null; then
+            echo "$cand"
+            return 0
+        fi
+    done
+    echo python3  # let the venv / pip step report what is wrong
+}
 PY="$DIR/bin/python"
 
 check_venv() {
@@ -45,13 +62,25 @@ build_venv() {
     mkdir -p "$(dirname "$DIR")"
     local log
     log="$(mktemp "${TMPDIR:-/tmp}/igc_mxnet_venv.XXXXXX.log")"
-    echo "setup_venv: creating $DIR with $BASE_PY (log: $log)" >&2
-    if ! "$BASE_PY" -m venv "$DIR" >"$log" 2>&1; then
-        cat "$log"
-        echo "setup_venv: '$BASE_PY -m venv $DIR' failed" >&2
-        return 1
+    local base_py
+    base_py="$(pick_base_python)"
+    echo "setup_venv: creating $DIR with $base_py (log: $log)" >&2
+    local -a pip_cmd=("$PY" -m pip)
+    if ! "$base_py" -m venv "$DIR" >"$log" 2>&1; then
+        # Debian/Ubuntu without python3-venv: ensurepip is missing. Make a venv without
+        # pip and install into it with the base interpreter's pip (pip >= 22.3).
+        echo "setup_venv: '$base_py -m venv' failed; retrying with --without-pip" >>"$log"
+        rm -rf "$DIR"
+        if "$base_py" -m venv --without-pip "$DIR" >>"$log" 2>&1 \
+                && "$base_py" -m pip --version >>"$log" 2>&1; then
+            pip_cmd=("$base_py" -m pip --python "$PY")
+        else
+            cat "$log"
+            echo "setup_venv: could not create a venv at $DIR with $base_py" >&2
+            return 1
+        fi
     fi
-    if ! "$PY" -m pip install --disable-pip-version-check --no-input \
+    if ! "${pip_cmd[@]}" install --disable-pip-version-check --no-input \
             "mxnet==1.9.1" "numpy<1.24" pillow >>"$log" 2>&1; then
         cat "$log"
         echo "setup_venv: pip install failed (venv left at $DIR will be rebuilt next time)" >&2
