@@ -1,0 +1,298 @@
+"""Typed experiment configs (Model Garden layout) that round-trip to YAML.
+
+An experiment is ``runtime`` + ``task{model, train_data, validation_data,
+losses}`` + ``trainer{optimizer, learning_rate, warmup, ema, epochs,
+checkpoint}``. A recipe YAML only overrides the defaults; ``--set a.b=v``
+overrides the recipe. Every key is checked before any work starts: an unknown
+key, a value of the wrong type or out of range raises :class:`ConfigError`
+naming the dotted key, the value and what is allowed.
+"""
+
+import dataclasses
+import typing
+from typing import List, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or override is malformed; the message names the key."""
+
+
+def _choice(*values):
+    return {"choices": values}
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    """Where and how to run."""
+
+    distribution_strategy: str = dataclasses.field(
+        default="auto", metadata=_choice("auto", "tpu", "multi_worker_mirrored",
+                                         "mirrored", "one_device"))
+    tpu: Optional[str] = None
+    num_gpus: int = 0
+    mixed_precision_dtype: str = dataclasses.field(
+        default="float32", metadata=_choice("float32", "mixed_float16",
+                                            "mixed_bfloat16"))
+    steps_per_execution: int = 1
+    seed: int = 0
+    deterministic: bool = False
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """A registered network and how to build it."""
+
+    name: str = "igcv3_1.0"
+    num_classes: int = 1000
+    input_size: List[int] = dataclasses.field(
+        default_factory=lambda: [224, 224, 3])
+    weights: Optional[str] = None
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """One input pipeline."""
+
+    source: str = dataclasses.field(
+        default="tfds", metadata=_choice("tfds", "folder", "tfrecord"))
+    name: str = "imagenet2012"
+    data_dir: Optional[str] = None
+    split: str = "train"
+    global_batch_size: int = 256
+    is_training: bool = True
+    augmentation: str = dataclasses.field(
+        default="imagenet", metadata=_choice("imagenet", "cifar", "none"))
+    crop_fraction: float = 0.875
+    min_crop_area: float = 0.08
+    shuffle_buffer: int = 10000
+    cache: bool = False
+
+
+@dataclasses.dataclass
+class LossesConfig:
+    label_smoothing: float = 0.0
+    weight_decay: float = 4e-5
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    validation_data: DataConfig = dataclasses.field(
+        default_factory=lambda: DataConfig(split="validation",
+                                           is_training=False,
+                                           augmentation="none"))
+    losses: LossesConfig = dataclasses.field(default_factory=LossesConfig)
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    type: str = dataclasses.field(default="sgd",
+                                  metadata=_choice("sgd", "rmsprop", "adamw"))
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclasses.dataclass
+class LearningRateConfig:
+    """``initial_learning_rate`` is for ``base_batch_size``; it scales linearly."""
+
+    type: str = dataclasses.field(
+        default="cosine", metadata=_choice("cosine", "step", "exponential",
+                                           "constant"))
+    initial_learning_rate: float = 0.1
+    base_batch_size: int = 256
+    boundaries_epochs: List[float] = dataclasses.field(default_factory=list)
+    decay_rate: float = 0.1
+    decay_epochs: float = 1.0
+
+
+@dataclasses.dataclass
+class WarmupConfig:
+    epochs: float = 0.0
+
+
+@dataclasses.dataclass
+class EMAConfig:
+    enabled: bool = False
+    decay: float = 0.9999
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+    keep_best: bool = True
+    export_saved_model: bool = True
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=OptimizerConfig)
+    learning_rate: LearningRateConfig = dataclasses.field(
+        default_factory=LearningRateConfig)
+    warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)
+    ema: EMAConfig = dataclasses.field(default_factory=EMAConfig)
+    epochs: int = 1
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
+    model_dir: str = "runs/experiment"
+    checkpoint: CheckpointConfig = dataclasses.field(
+        default_factory=CheckpointConfig)
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+
+# ------------------------------------------------------------------ parsing
+def _type_name(annotation):
+    return getattr(annotation, "__name__", str(annotation)).replace(
+        "typing.", "")
+
+
+def _coerce(value, annotation, key):
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        return _coerce(value, [a for a in args if a is not type(None)][0], key)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of "
+                              f"{annotation.__name__} fields; got {value!r}.")
+        return _build(annotation, value, key)
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list; got {value!r}.")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping; got {value!r}.")
+        return dict(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false; got {value!r}.")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer; got {value!r}.")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number; got {value!r}.")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string; got {value!r}.")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(annotation)}.")
+
+
+def _build(cls, values, prefix=""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown key {where}{unknown[0]}; allowed keys"
+            f"{' under ' + prefix if prefix else ''}: {sorted(fields)}.")
+    base = cls()
+    kwargs = {}
+    for name, field in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in values:
+            value = _coerce(values[name], hints[name], key)
+            choices = field.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"{key}: {value!r} is not one of "
+                                  f"{list(choices)}.")
+            kwargs[name] = value
+        else:
+            kwargs[name] = getattr(base, name)
+    return cls(**kwargs)
+
+
+def _set_path(tree, dotted, value):
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section.")
+    node[parts[-1]] = value
+
+
+def parse_override(text):
+    """``"a.b=3"`` -> ``("a.b", 3)`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value; got {text!r}.")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def load_experiment(path=None, overrides=(), text=None):
+    """Reads a recipe (file or YAML text), applies ``--set`` overrides, validates.
+
+    Returns:
+        A checked :class:`ExperimentConfig`.
+    """
+    tree = {}
+    if path is not None or text is not None:
+        try:
+            source = text if text is not None else open(path).read()
+        except OSError as error:
+            raise ConfigError(f"cannot read recipe {path!r}: {error}") from error
+        try:
+            tree = yaml.safe_load(source) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"recipe {path or '<text>'} is not valid YAML: "
+                              f"{error}") from error
+        if not isinstance(tree, dict):
+            raise ConfigError(f"recipe {path or '<text>'} must be a mapping at "
+                              f"the top level; got {type(tree).__name__}.")
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        _set_path(tree, key, value)
+    config = _build(ExperimentConfig, tree)
+    validate(config)
+    return config
+
+
+def validate(config):
+    """Cross-field checks, each naming its key."""
+    for key in ("train_data", "validation_data"):
+        data = getattr(config.task, key)
+        if data.global_batch_size < 1:
+            raise ConfigError(f"task.{key}.global_batch_size must be >= 1; got "
+                              f"{data.global_batch_size}.")
+        if not 0 < data.crop_fraction <= 1:
+            raise ConfigError(f"task.{key}.crop_fraction must be in (0, 1]; got "
+                              f"{data.crop_fraction}.")
+        if data.source in ("folder", "tfrecord") and not data.data_dir:
+            raise ConfigError(f"task.{key}.data_dir is required for source="
+                              f"{data.source!r}.")
+    if config.trainer.epochs < 1:
+        raise ConfigError(f"trainer.epochs must be >= 1; got "
+                          f"{config.trainer.epochs}.")
+    if config.task.model.num_classes < 1:
+        raise ConfigError(f"task.model.num_classes must be >= 1; got "
+                          f"{config.task.model.num_classes}.")
+    if config.runtime.distribution_strategy == "tpu" and not config.runtime.tpu:
+        raise ConfigError("runtime.tpu must name the TPU (or 'local') when "
+                          "runtime.distribution_strategy is 'tpu'.")
+    if len(config.task.model.input_size) != 3:
+        raise ConfigError(f"task.model.input_size must be [height, width, "
+                          f"channels]; got {config.task.model.input_size}.")
+    return config
