@@ -1,0 +1,165 @@
+"""Image-classification input pipelines: TFDS, image folders, TFRecords.
+
+Training images get Model Garden's ImageNet augmentation: a fused
+decode-and-crop of a random box covering ``min_crop_area``..1 of the image
+with aspect ratio 3/4..4/3 (``tf.image.sample_distorted_bounding_box``), a
+resize to the model's size and a horizontal flip; evaluation images are
+centre-cropped to ``crop_fraction`` of the shorter side and resized. The
+``cifar`` augmentation pads 4 pixels and random-crops back, then flips.
+Everything runs in TensorFlow ops (no Python in the hot path); images come
+out as float32 RGB in 0..255, labels as int32. Normalisation is the model's
+own preprocessing layer.
+"""
+
+import os
+
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def decode_and_random_crop(image_bytes, size, min_area=0.08):
+    """Random box (area ``min_area``..1, aspect 3/4..4/3), decoded fused; -> size."""
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    begin, box_size, _ = tf.image.sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.zeros([1, 0, 4]), min_object_covered=0.1,
+        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_area, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    offset_y, offset_x, _ = tf.unstack(begin)
+    height, width, _ = tf.unstack(box_size)
+    window = tf.stack([offset_y, offset_x, height, width])
+    image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+    return tf.image.resize(image, size, method="bilinear")
+
+
+def decode_and_center_crop(image_bytes, size, crop_fraction=0.875):
+    """Centre crop of ``crop_fraction`` x the shorter side, decoded fused; -> size."""
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    height, width = shape[0], shape[1]
+    crop = tf.cast(crop_fraction * tf.cast(tf.minimum(height, width),
+                                           tf.float32), tf.int32)
+    window = tf.stack([(height - crop + 1) // 2, (width - crop + 1) // 2, crop,
+                       crop])
+    image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+    return tf.image.resize(image, size, method="bilinear")
+
+
+def _decode_any(image_bytes, size):
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    return tf.image.resize(image, size, method="bilinear")
+
+
+def _cifar_augment(image_bytes, size):
+    image = _decode_any(image_bytes, size)
+    image = tf.image.resize_with_crop_or_pad(image, size[0] + 8, size[1] + 8)
+    return tf.image.random_crop(image, [size[0], size[1], 3])
+
+
+def folder_files(directory, key="data_dir"):
+    """``(paths, labels, class_names)`` of a folder of class subfolders."""
+    if not directory or not os.path.isdir(directory):
+        raise ValueError(f"{key}={directory!r} is not a directory.")
+    classes = sorted(d for d in os.listdir(directory)
+                     if os.path.isdir(os.path.join(directory, d)))
+    if len(classes) < 2:
+        raise ValueError(f"{key}={directory!r} must hold one subfolder per "
+                         f"class (at least 2); found {classes}.")
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        files = sorted(f for f in os.listdir(os.path.join(directory, name))
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise ValueError(f"{key}={directory!r}: class folder {name!r} has "
+                             f"no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        paths += [os.path.join(directory, name, f) for f in files]
+        labels += [index] * len(files)
+    return paths, labels, classes
+
+
+def _tfrecord_example(serialized):
+    features = tf.io.parse_single_example(serialized, {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64)})
+    return features["image/encoded"], tf.cast(features["image/class/label"],
+                                              tf.int32)
+
+
+def _source(config, key):
+    if config.source == "folder":
+        paths, labels, _ = folder_files(config.data_dir, f"{key}.data_dir")
+        files = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(paths), tf.constant(labels, tf.int32)))
+        return files.map(lambda p, y: (tf.io.read_file(p), y))
+    if config.source == "tfrecord":
+        pattern = (os.path.join(config.data_dir, f"{config.split}*")
+                   if os.path.isdir(config.data_dir) else config.data_dir)
+        names = tf.io.gfile.glob(pattern)
+        if not names:
+            raise ValueError(f"{key}.data_dir: no TFRecord files match "
+                             f"{pattern!r}.")
+        return tf.data.TFRecordDataset(sorted(names)).map(_tfrecord_example)
+    import tensorflow_datasets as tfds
+    try:
+        builder = tfds.builder(config.name, data_dir=config.data_dir)
+        dataset = builder.as_dataset(
+            split=config.split, as_supervised=True,
+            decoders={"image": tfds.decode.SkipDecoding()})
+    except Exception as error:
+        raise ValueError(
+            f"{key}: TFDS dataset name={config.name!r} split={config.split!r} "
+            f"could not be loaded from data_dir={config.data_dir!r} ({error}). "
+            f"ImageNet needs a manual download prepared with tfds.") from error
+    return dataset.map(lambda image, label: (image, tf.cast(label, tf.int32)))
+
+
+def build_classification_dataset(config, image_size, batch_size,
+                                 input_context=None, key="task.train_data",
+                                 deterministic=False, seed=0):
+    """A batched ``tf.data.Dataset`` of ``(images, labels)`` for a ``DataConfig``.
+
+    Args:
+        config: :class:`~igc_keras.training.config.DataConfig`.
+        image_size: ``(height, width)``.
+        batch_size: per-replica batch size (the global one when not
+            distributing).
+        input_context: ``tf.distribute.InputContext`` (shards the input
+            between pipelines).
+        key: config key named in errors.
+        deterministic: fixed order and seeds (slower).
+
+    Returns:
+        ``(batch, H, W, 3)`` float32 images in 0..255 and ``(batch,)`` int32
+        labels; training datasets repeat and drop the remainder.
+    """
+    size = tuple(int(s) for s in image_size)
+    dataset = _source(config, key)
+    if input_context and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines,
+                                input_context.input_pipeline_id)
+    if config.cache:
+        dataset = dataset.cache()
+    if config.is_training:
+        dataset = dataset.shuffle(config.shuffle_buffer, seed=seed,
+                                  reshuffle_each_iteration=True).repeat()
+    if config.augmentation == "imagenet" and config.is_training:
+        def parse(image_bytes, label):
+            image = decode_and_random_crop(image_bytes, size,
+                                           config.min_crop_area)
+            return tf.image.random_flip_left_right(image), label
+    elif config.augmentation == "cifar" and config.is_training:
+        def parse(image_bytes, label):
+            image = _cifar_augment(image_bytes, size)
+            return tf.image.random_flip_left_right(image), label
+    elif config.augmentation == "imagenet":
+        def parse(image_bytes, label):
+            return decode_and_center_crop(image_bytes, size,
+                                          config.crop_fraction), label
+    else:
+        def parse(image_bytes, label):
+            return _decode_any(image_bytes, size), label
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    dataset = dataset.with_options(options)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=config.is_training)
+    return dataset.prefetch(tf.data.AUTOTUNE)
