@@ -142,6 +142,12 @@ def main(argv=None):
                          help="check the file's git blob id against the "
                               "authors' release first")
     convert.set_defaults(func=convert_command)
+    from igc_keras.training.finetune import add_arguments, run
+    finetune = sub.add_parser(
+        "finetune", help="fine-tune a model on a folder of class subfolders "
+                         "(head first, then the whole network)")
+    add_arguments(finetune)
+    finetune.set_defaults(func=run)
     args = parser.parse_args(argv)
     return args.func(args)
 
