@@ -47,20 +47,7 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
         __file__))))
 
-from igc_keras.training.finetune import add_arguments, run  # noqa: E402
-
-
-def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="finetune.py",
-        description="Fine-tune an IGC network on a folder of class "
-                    "subfolders: the new head on the frozen backbone, then "
-                    "the whole network at a lower learning rate.")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
+from igc_keras.training.finetune import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
