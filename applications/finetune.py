@@ -15,7 +15,7 @@ The installed command does the same::
 
 and so does Python::
 
-    from igc_keras.training import finetune
+    from igc_keras.training.finetune import finetune
     result = finetune("igcv3_1.0", "data/train", validation_dir="data/val",
                       weights="imagenet", epochs_head=5, epochs_full=10,
                       output_dir="runs/cats_dogs")

@@ -56,8 +56,6 @@ def check_arguments(*, weights, include_top, pooling, classes,
             raise ValueError(
                 f"{builder}: `input_shape` must be (height, width, channels) "
                 f"(channels last); got input_shape={input_shape!r}.")
-        if include_top and (shape[0] is None or shape[1] is None):
-            pass  # global pooling makes any size work
         for dim, label in zip(shape[:2], ("height", "width")):
             if dim is not None and dim < min_size:
                 raise ValueError(

@@ -247,7 +247,8 @@ def load_imagenet_weights(model, config, *, include_top, origin=None,
     from igc_keras.convert.converters import transfer_weights
 
     path = converted_weights_path(config, origin=origin, cache_dir=cache_dir)
-    reference = __import__("igc_keras").create_model(config.model)
+    from igc_keras.registry import create_model
+    reference = create_model(config.model)
     reference.load_weights(path)
     transfer_weights(reference, model, skip_missing=("predictions",)
                      if not include_top else ())

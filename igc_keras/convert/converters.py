@@ -167,7 +167,8 @@ def convert_checkpoint(checkpoint, model_name, model=None):
         raise ValueError(f"no converter for model_name={model_name!r}; "
                          f"convertible: {sorted(CONVERTERS)}.")
     if model is None:
-        model = __import__("igc_keras").create_model(model_name)
+        from igc_keras.registry import create_model
+        model = create_model(model_name)
     return assign_mxnet_params(model, load_params(checkpoint),
                                CONVERTERS[model_name])
 

@@ -36,7 +36,7 @@ The recipe of the Keras transfer-learning guide, for any registered network:
 
 Python::
 
-    from igc_keras.training import finetune
+    from igc_keras.training.finetune import finetune
     result = finetune("igcv3_1.0", "data/flowers", weights="imagenet",
                       epochs_head=5, epochs_full=10, output_dir="runs/flowers")
     print(result.val_accuracy, result.final_path)
