@@ -15,6 +15,8 @@ setup(
         "numpy",
         "pyyaml>=6",
         "tensorflow-datasets>=4.9",
+        "tensorboard",  # the training logs (TF 2.21 no longer pulls it in)
+        "scikit-learn",  # the quickstart's bundled digits dataset
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout"],

@@ -114,6 +114,36 @@ def convert_command(args):
     return 0
 
 
+def _experiment(args):
+    from igc_keras.training.config import load_experiment
+    return load_experiment(args.recipe, args.overrides)
+
+
+def train_command(args):
+    import json
+
+    from igc_keras.training.trainer import train
+    _, result = train(_experiment(args))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def evaluate_command(args):
+    import json
+
+    from igc_keras.training.trainer import evaluate
+    print(json.dumps(evaluate(_experiment(args), args.checkpoint), indent=2))
+    return 0
+
+
+def _recipe_arguments(parser):
+    parser.add_argument("recipe", help="experiment YAML (see recipes/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. --set "
+                             "trainer.epochs=2 (repeatable; values are YAML)")
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(
@@ -148,8 +178,28 @@ def main(argv=None):
                          "(head first, then the whole network)")
     add_arguments(finetune)
     finetune.set_defaults(func=run)
+    train = sub.add_parser(
+        "train", help="train from a YAML recipe (any strategy; a killed run "
+                      "resumes when restarted)")
+    _recipe_arguments(train)
+    train.set_defaults(func=train_command)
+    evaluate = sub.add_parser(
+        "evaluate", help="top-1 / top-5 of a checkpoint on the recipe's "
+                         "validation data")
+    _recipe_arguments(evaluate)
+    evaluate.add_argument("--checkpoint", required=True,
+                          help=".keras, .weights.h5, or a training "
+                               "checkpoint (directory or prefix)")
+    evaluate.set_defaults(func=evaluate_command)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as error:
+        from igc_keras.training.config import ConfigError
+        if isinstance(error, ConfigError):
+            print(f"igc-keras {args.command}: {error}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Recipes: typed configs from YAML, overrides, validation naming the key."""
 
+import glob
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import tensorflow as tf
+
+from conftest import SHARED
 
 from igc_keras.training.config import (ConfigError, ExperimentConfig,
                                        load_experiment, to_dict)
@@ -49,9 +53,28 @@ def test_recipe_overrides_defaults_and_set_overrides_recipe(tmp_path):
      r"task\.validation_data\.data_dir is required"),
     ("runtime: {distribution_strategy: tpu}", r"runtime\.tpu must name"),
     ("[1, 2]", "must be a mapping at the top level"),
+    ("task: {validation_data: {is_training: true}}",
+     r"task\.validation_data\.is_training must be false"),
+    ("task: {losses: {label_smoothing: 1.5}}",
+     r"task\.losses\.label_smoothing must be in \[0, 1\); got 1\.5"),
+    ("runtime: {steps_per_execution: 0}",
+     r"runtime\.steps_per_execution must be >= 1; got 0"),
+    ("trainer: {epochs: 10, warmup: {epochs: 20}}",
+     r"trainer\.warmup\.epochs must be in \[0, trainer\.epochs=10\]"),
+    ("trainer: {learning_rate: {boundaries_epochs: [30, 10]}}",
+     r"trainer\.learning_rate\.boundaries_epochs must be increasing"),
+    ("task: {model: {input_mean: [1, 2]}}",
+     r"task\.model\.input_mean must be 3 RGB values"),
+    ("task: {train_data: {source: digits, split: training}}", None),
     ("trainer: {epochs: [", "is not valid YAML"),
 ])
 def test_malformed_recipes_fail_fast_naming_the_key(text, message):
+    if message is None:  # a bad split is caught when the data is checked
+        from igc_keras.training.trainer import check_inputs
+        with pytest.raises(ConfigError, match=r"task\.train_data\.source: the "
+                                              r"digits dataset has splits"):
+            check_inputs(load_experiment(text=text))
+        return
     with pytest.raises(ConfigError, match=message):
         load_experiment(text=text)
 
@@ -120,3 +143,103 @@ def test_one_device_and_auto_on_cpu():
     strategy = get_strategy(config.runtime)
     assert strategy.num_replicas_in_sync == 1
     assert per_replica_batch_size(256, strategy, "k") == 256
+
+
+class _RecordingResolver:
+    """A stand-in for TPUClusterResolver (no TPU on this machine)."""
+
+    created = []
+
+    def __init__(self, tpu=None):
+        self.tpu = tpu
+        _RecordingResolver.created.append(self)
+
+
+def test_tpu_branch_connects_initialises_and_builds_the_strategy(monkeypatch):
+    """Only the TPU itself is a double: the branch's calls are checked."""
+    calls = []
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster",
+                        lambda resolver: calls.append(("connect", resolver)))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
+                        lambda resolver: calls.append(("initialise", resolver)))
+    monkeypatch.setattr(tf.distribute, "TPUStrategy",
+                        lambda resolver: ("TPUStrategy", resolver))
+    for name, expected in (("local", None), ("my-tpu", "my-tpu")):
+        config = load_experiment(overrides=[
+            "runtime.distribution_strategy=tpu", f"runtime.tpu={name}"])
+        kind, resolver = get_strategy(config.runtime,
+                                      resolver_factory=_RecordingResolver)
+        assert kind == "TPUStrategy" and resolver.tpu == expected
+        assert calls[-2:] == [("connect", resolver), ("initialise", resolver)]
+
+
+RECIPES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), os.pardir,
+                                        "recipes", "*.yaml")))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=os.path.basename)
+def test_every_recipe_loads_and_names_a_registered_model(path):
+    from igc_keras.registry import get_model_spec
+    config = load_experiment(path)
+    get_model_spec(config.task.model.name)
+    assert config.trainer.model_dir.startswith("runs/")
+    if "_tpu" in path:
+        assert config.runtime.distribution_strategy == "tpu"
+        assert config.runtime.mixed_precision_dtype == "mixed_bfloat16"
+        assert config.trainer.warmup.epochs > 0
+        assert os.path.exists(path.replace("_tpu", "_gpu"))  # the GPU twin
+    if "_gpu" in path:
+        assert config.runtime.mixed_precision_dtype == "mixed_float16"
+
+
+@pytest.mark.parametrize("name,epochs,boundaries", [
+    ("cifar10_igcv1_l24m2_d20", 400, [200, 300, 350]),
+    ("cifar100_igcv2_c64_d20", 400, [200, 300, 350]),
+    ("tiny_imagenet_igcv2_c64_d20", 200, [100, 150, 175]),
+])
+def test_small_dataset_recipes_follow_the_igcv2_paper(name, epochs, boundaries):
+    """The seed's Sec. 5: SGD Nesterov 0.1, x0.1 steps, wd 1e-4, batch 64."""
+    seed = open(os.path.join(SHARED, "seeds", "001_6309027698336f6e.txt")).read()
+    assert "Weight decay is set as 0.0001" in seed
+    assert "batch size as 64 for 400 epochs" in seed
+    assert ("multiplying with a factor 0.1 at 200 epochs, 300 epochs and 350 "
+            "epochs") in seed
+    assert "factor 0.1 at 100 epochs, 150 epochs and 175 epochs" in seed
+    config = load_experiment(os.path.join(os.path.dirname(__file__), os.pardir,
+                                          "recipes", f"{name}.yaml"))
+    trainer = config.trainer
+    assert trainer.optimizer.type == "sgd" and trainer.optimizer.nesterov
+    assert trainer.optimizer.momentum == 0.9
+    assert trainer.learning_rate.type == "step"
+    assert trainer.learning_rate.initial_learning_rate == 0.1
+    assert trainer.learning_rate.boundaries_epochs == boundaries
+    assert trainer.learning_rate.decay_rate == 0.1
+    assert trainer.epochs == epochs
+    assert config.task.losses.weight_decay == 0.0001
+    assert config.task.train_data.global_batch_size == 64
+    if name.startswith("tiny"):
+        assert config.task.model.kwargs == {"stem_strides": 2}
+
+
+def test_imagenet_igcv3_recipes_follow_the_authors():
+    """architectures.md: SGD 0.045 per 96 images x0.98 per epoch, 480 epochs,
+    wd 4e-5; linearly scaled to the recipe's global batch."""
+    from igc_keras.training.schedules import learning_rate_schedule
+    spec = open(os.path.join(SHARED, "specs", "architectures.md")).read()
+    assert ("SGD lr 0.045 x 0.98 per epoch, 480 epochs, wd 4e-5, batch 96"
+            in spec)
+    for hardware in ("tpu", "gpu"):
+        config = load_experiment(os.path.join(
+            os.path.dirname(__file__), os.pardir, "recipes",
+            f"imagenet_igcv3_1.0_{hardware}.yaml"))
+        batch = config.task.train_data.global_batch_size
+        schedule = learning_rate_schedule(config.trainer, batch, 100)
+        peak = 0.045 * batch / 96
+        warmup = int(config.trainer.warmup.epochs * 100)
+        assert float(schedule(warmup // 2)) == pytest.approx(
+            peak * 0.98 ** (warmup // 100) / 2, rel=1e-5)
+        # after warmup: x0.98 per epoch (100 steps here)
+        assert float(schedule(1000)) == pytest.approx(peak * 0.98 ** 10,
+                                                      rel=1e-5)
+        assert config.task.losses.weight_decay == 4e-5
+        assert config.trainer.epochs == 480

@@ -13,6 +13,7 @@ own preprocessing layer.
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -66,14 +67,70 @@ def folder_files(directory, key="data_dir"):
                          f"class (at least 2); found {classes}.")
     paths, labels = [], []
     for index, name in enumerate(classes):
-        files = sorted(f for f in os.listdir(os.path.join(directory, name))
+        # images anywhere below the class folder (Tiny ImageNet keeps them
+        # in <class>/images/)
+        files = sorted(os.path.join(root, f) for root, _, names in
+                       os.walk(os.path.join(directory, name)) for f in names
                        if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
             raise ValueError(f"{key}={directory!r}: class folder {name!r} has "
                              f"no images ({', '.join(IMAGE_EXTENSIONS)}).")
-        paths += [os.path.join(directory, name, f) for f in files]
+        paths += files
         labels += [index] * len(files)
     return paths, labels, classes
+
+
+#: The quickstart's split of scikit-learn's 1,797 digits: a fixed shuffle
+#: (seed 0), the last 297 images held out.
+DIGITS_VALIDATION_SIZE = 297
+
+
+def digits_arrays(split, key="source"):
+    """``(images, labels)`` of scikit-learn's bundled UCI digits.
+
+    Args:
+        split: ``train`` (1,500 images) or ``validation`` / ``test`` (297).
+
+    Returns:
+        ``(N, 8, 8)`` uint8 images scaled from 0..16 to 0..255, ``(N,)`` int32
+        labels 0..9.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:  # pragma: no cover - a dependency
+        raise ValueError(f"{key}='digits' needs scikit-learn (pip install "
+                         f"scikit-learn).") from error
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"{key}: the digits dataset has splits 'train' and "
+                         f"'validation' (alias 'test'); got split={split!r}.")
+    digits = load_digits()
+    order = np.random.RandomState(0).permutation(len(digits.target))
+    order = (order[DIGITS_VALIDATION_SIZE:] if split == "train" else
+             order[:DIGITS_VALIDATION_SIZE])
+    images = np.round(digits.images[order] * (255.0 / 16.0)).astype(np.uint8)
+    return images, digits.target[order].astype(np.int32)
+
+
+def dataset_size(config, key="task.train_data"):
+    """The number of examples a ``DataConfig`` reads, or None if not stored."""
+    if config.source == "digits":
+        return len(digits_arrays(config.split, f"{key}.source")[1])
+    if config.source == "folder":
+        return len(folder_files(config.data_dir, f"{key}.data_dir")[0])
+    if config.source == "tfds":
+        import tensorflow_datasets as tfds
+        try:
+            builder = tfds.builder(config.name, data_dir=config.data_dir)
+            return builder.info.splits[config.split].num_examples
+        except Exception as error:
+            raise ValueError(_tfds_message(config, key, error)) from error
+    return None
+
+
+def _tfds_message(config, key, error):
+    return (f"{key}: TFDS dataset name={config.name!r} split={config.split!r} "
+            f"could not be loaded from data_dir={config.data_dir!r} ({error}). "
+            f"ImageNet needs a manual download prepared with tfds.")
 
 
 def _tfrecord_example(serialized):
@@ -85,6 +142,11 @@ def _tfrecord_example(serialized):
 
 
 def _source(config, key):
+    if config.source == "digits":
+        images, labels = digits_arrays(config.split, f"{key}.source")
+        encoded = [tf.io.encode_png(image[:, :, None]).numpy()
+                   for image in images]
+        return tf.data.Dataset.from_tensor_slices((encoded, labels))
     if config.source == "folder":
         paths, labels, _ = folder_files(config.data_dir, f"{key}.data_dir")
         files = tf.data.Dataset.from_tensor_slices(
@@ -105,16 +167,14 @@ def _source(config, key):
             split=config.split, as_supervised=True,
             decoders={"image": tfds.decode.SkipDecoding()})
     except Exception as error:
-        raise ValueError(
-            f"{key}: TFDS dataset name={config.name!r} split={config.split!r} "
-            f"could not be loaded from data_dir={config.data_dir!r} ({error}). "
-            f"ImageNet needs a manual download prepared with tfds.") from error
+        raise ValueError(_tfds_message(config, key, error)) from error
     return dataset.map(lambda image, label: (image, tf.cast(label, tf.int32)))
 
 
 def build_classification_dataset(config, image_size, batch_size,
                                  input_context=None, key="task.train_data",
-                                 deterministic=False, seed=0):
+                                 deterministic=False, seed=0,
+                                 drop_remainder=False):
     """A batched ``tf.data.Dataset`` of ``(images, labels)`` for a ``DataConfig``.
 
     Args:
@@ -126,6 +186,9 @@ def build_classification_dataset(config, image_size, batch_size,
             between pipelines).
         key: config key named in errors.
         deterministic: fixed order and seeds (slower).
+        seed: shuffle seed.
+        drop_remainder: also drop an evaluation set's last partial batch
+            (static shapes, as TPUs need); training sets always drop it.
 
     Returns:
         ``(batch, H, W, 3)`` float32 images in 0..255 and ``(batch,)`` int32
@@ -161,5 +224,6 @@ def build_classification_dataset(config, image_size, batch_size,
     options.deterministic = deterministic
     dataset = dataset.with_options(options)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=config.is_training)
+    dataset = dataset.batch(batch_size,
+                            drop_remainder=config.is_training or drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)

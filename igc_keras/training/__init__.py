@@ -1,6 +1,13 @@
-"""Training: fine-tuning on image folders, experiment configs, strategies.
+"""Training: YAML recipes on any strategy, and fine-tuning on image folders.
 
-Example::
+Recipes::
+
+    from igc_keras.training import load_experiment, train, evaluate
+    config = load_experiment("recipes/quickstart.yaml", ["trainer.epochs=3"])
+    model, result = train(config)          # fit or custom loop, resumable
+    evaluate(config, "runs/quickstart/best.keras")
+
+Fine-tuning::
 
     from igc_keras.training.finetune import finetune
     result = finetune("igcv3_1.0", "data/flowers", weights="imagenet",
@@ -11,7 +18,7 @@ lives inside it and is deliberately not re-exported here, so the module is
 never shadowed).
 """
 
-
+from igc_keras.training.config import ConfigError, load_experiment
 from igc_keras.training.finetune import (FinetuneResult, FolderScan,
                                          add_arguments, augment_dataset,
                                          augmentation_layers, build_classifier,
@@ -19,8 +26,10 @@ from igc_keras.training.finetune import (FinetuneResult, FolderScan,
                                          freeze_backbone,
                                          image_folder_datasets, run,
                                          scan_image_folder, unfreeze_backbone)
+from igc_keras.training.trainer import evaluate, train
 
-__all__ = ["FinetuneResult", "FolderScan", "add_arguments", "augment_dataset",
+__all__ = ["ConfigError", "evaluate", "load_experiment", "train",
+           "FinetuneResult", "FolderScan", "add_arguments", "augment_dataset",
            "augmentation_layers", "build_classifier", "default_image_size",
            "freeze_backbone", "image_folder_datasets", "run",
            "scan_image_folder", "unfreeze_backbone"]

@@ -38,6 +38,13 @@ class RuntimeConfig:
     steps_per_execution: int = 1
     seed: int = 0
     deterministic: bool = False
+    #: ``fit`` (Keras ``fit`` + callbacks), ``custom`` (a ``strategy.run``
+    #: loop, the one multi-worker and TPU training take) or ``auto``.
+    loop: str = dataclasses.field(default="auto",
+                                  metadata=_choice("auto", "fit", "custom"))
+    #: Split the CPU into this many logical devices (replicas of ``mirrored``
+    #: when there is no GPU): multi-replica runs and tests on one machine.
+    logical_cpu_devices: int = 0
 
 
 @dataclasses.dataclass
@@ -50,14 +57,26 @@ class ModelConfig:
         default_factory=lambda: [224, 224, 3])
     weights: Optional[str] = None
     kwargs: dict = dataclasses.field(default_factory=dict)
+    #: RGB mean / std the model's preprocessing layer applies (0..255
+    #: scale); null: the variant's own (IGCV3's mean, no scaling, if it has
+    #: no released weights).
+    input_mean: Optional[List[float]] = None
+    input_std: Optional[List[float]] = None
+    #: ``split`` trains much faster on CPU, ``native`` on GPU / TPU; ``auto``
+    #: picks by the devices present (the weights are the same).
+    group_conv_implementation: str = dataclasses.field(
+        default="auto", metadata=_choice("auto", "native", "split"))
 
 
 @dataclasses.dataclass
 class DataConfig:
     """One input pipeline."""
 
+    #: ``digits`` is scikit-learn's bundled copy of the UCI handwritten
+    #: digits (1,797 real 8x8 images, no download): the quickstart's data.
     source: str = dataclasses.field(
-        default="tfds", metadata=_choice("tfds", "folder", "tfrecord"))
+        default="tfds", metadata=_choice("tfds", "folder", "tfrecord",
+                                         "digits"))
     name: str = "imagenet2012"
     data_dir: Optional[str] = None
     split: str = "train"
@@ -123,8 +142,16 @@ class EMAConfig:
 
 @dataclasses.dataclass
 class CheckpointConfig:
+    """Best / last models, resumable state, the final export.
+
+    ``save_every_n_steps``: the custom loop's checkpoint interval (0: each
+    epoch); ``fit`` backs up at each epoch end (Keras ``BackupAndRestore``).
+    """
+
     keep_best: bool = True
     export_saved_model: bool = True
+    save_every_n_steps: int = 0
+    max_to_keep: int = 3
 
 
 @dataclasses.dataclass
@@ -156,18 +183,19 @@ def _type_name(annotation):
         "typing.", "")
 
 
-def _coerce(value, annotation, key):
+def _coerce(value, annotation, key, default=None):
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Union and type(None) in args:
         if value is None:
             return None
-        return _coerce(value, [a for a in args if a is not type(None)][0], key)
+        return _coerce(value, [a for a in args if a is not type(None)][0], key,
+                       default)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of "
                               f"{annotation.__name__} fields; got {value!r}.")
-        return _build(annotation, value, key)
+        return _build(annotation, value, key, default)
     if origin in (list, List):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list; got {value!r}.")
@@ -195,7 +223,9 @@ def _coerce(value, annotation, key):
     raise ConfigError(f"{key}: unsupported type {_type_name(annotation)}.")
 
 
-def _build(cls, values, prefix=""):
+def _build(cls, values, prefix="", base=None):
+    """``cls`` from a mapping; absent keys keep ``base``'s (or the class's)
+    values, so a section's own defaults survive a partial override."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
@@ -204,12 +234,13 @@ def _build(cls, values, prefix=""):
         raise ConfigError(
             f"unknown key {where}{unknown[0]}; allowed keys"
             f"{' under ' + prefix if prefix else ''}: {sorted(fields)}.")
-    base = cls()
+    base = cls() if base is None else base
     kwargs = {}
     for name, field in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name in values:
-            value = _coerce(values[name], hints[name], key)
+            value = _coerce(values[name], hints[name], key,
+                            getattr(base, name))
             choices = field.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{key}: {value!r} is not one of "
@@ -283,6 +314,11 @@ def validate(config):
         if data.source in ("folder", "tfrecord") and not data.data_dir:
             raise ConfigError(f"task.{key}.data_dir is required for source="
                               f"{data.source!r}.")
+    if config.task.validation_data.is_training:
+        raise ConfigError("task.validation_data.is_training must be false "
+                          "(validation reads each image once, unaugmented).")
+    if not config.task.train_data.is_training:
+        raise ConfigError("task.train_data.is_training must be true.")
     if config.trainer.epochs < 1:
         raise ConfigError(f"trainer.epochs must be >= 1; got "
                           f"{config.trainer.epochs}.")
@@ -292,6 +328,56 @@ def validate(config):
     if config.runtime.distribution_strategy == "tpu" and not config.runtime.tpu:
         raise ConfigError("runtime.tpu must name the TPU (or 'local') when "
                           "runtime.distribution_strategy is 'tpu'.")
+    runtime = config.runtime
+    for key in ("steps_per_execution",):
+        if getattr(runtime, key) < 1:
+            raise ConfigError(f"runtime.{key} must be >= 1; got "
+                              f"{getattr(runtime, key)}.")
+    if runtime.logical_cpu_devices < 0:
+        raise ConfigError(f"runtime.logical_cpu_devices must be >= 0; got "
+                          f"{runtime.logical_cpu_devices}.")
+    trainer = config.trainer
+    for key in ("steps_per_epoch", "validation_steps"):
+        value = getattr(trainer, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"trainer.{key} must be >= 1 (or null); got "
+                              f"{value}.")
+    if trainer.checkpoint.save_every_n_steps < 0:
+        raise ConfigError(f"trainer.checkpoint.save_every_n_steps must be >= 0;"
+                          f" got {trainer.checkpoint.save_every_n_steps}.")
+    if trainer.checkpoint.max_to_keep < 1:
+        raise ConfigError(f"trainer.checkpoint.max_to_keep must be >= 1; got "
+                          f"{trainer.checkpoint.max_to_keep}.")
+    if trainer.learning_rate.initial_learning_rate <= 0:
+        raise ConfigError(
+            f"trainer.learning_rate.initial_learning_rate must be > 0; got "
+            f"{trainer.learning_rate.initial_learning_rate}.")
+    if trainer.learning_rate.base_batch_size < 1:
+        raise ConfigError(f"trainer.learning_rate.base_batch_size must be >= 1;"
+                          f" got {trainer.learning_rate.base_batch_size}.")
+    if trainer.warmup.epochs < 0 or trainer.warmup.epochs > trainer.epochs:
+        raise ConfigError(f"trainer.warmup.epochs must be in [0, trainer.epochs"
+                          f"={trainer.epochs}]; got {trainer.warmup.epochs}.")
+    boundaries = trainer.learning_rate.boundaries_epochs
+    if boundaries != sorted(boundaries) or any(b <= 0 for b in boundaries):
+        raise ConfigError(f"trainer.learning_rate.boundaries_epochs must be "
+                          f"increasing and > 0; got {boundaries}.")
+    if not 0 <= config.task.losses.label_smoothing < 1:
+        raise ConfigError(f"task.losses.label_smoothing must be in [0, 1); got "
+                          f"{config.task.losses.label_smoothing}.")
+    if config.task.losses.weight_decay < 0:
+        raise ConfigError(f"task.losses.weight_decay must be >= 0; got "
+                          f"{config.task.losses.weight_decay}.")
+    if not 0 < trainer.ema.decay < 1:
+        raise ConfigError(f"trainer.ema.decay must be in (0, 1); got "
+                          f"{trainer.ema.decay}.")
+    for key in ("input_mean", "input_std"):
+        value = getattr(config.task.model, key)
+        if value is not None and (len(value) != 3 or (
+                key == "input_std" and min(value) <= 0)):
+            raise ConfigError(f"task.model.{key} must be 3 RGB values"
+                              f"{' > 0' if key == 'input_std' else ''} (or "
+                              f"null); got {value}.")
     if len(config.task.model.input_size) != 3:
         raise ConfigError(f"task.model.input_size must be [height, width, "
                           f"channels]; got {config.task.model.input_size}.")

@@ -35,7 +35,11 @@ def get_strategy(runtime, resolver_factory=None):
         resolver_factory: TPU resolver class (a test double in tests only).
     """
     kind = runtime.distribution_strategy
-    gpus = tf.config.list_logical_devices("GPU")
+    if runtime.logical_cpu_devices:
+        split_cpu(runtime.logical_cpu_devices)
+    # physical devices: listing logical ones would start the TF context,
+    # after which multi-worker collectives can no longer be configured
+    gpus = tf.config.list_physical_devices("GPU")
     if kind == "auto":
         kind = "mirrored" if len(gpus) > 1 else "one_device"
     if kind == "tpu":
@@ -53,6 +57,7 @@ def get_strategy(runtime, resolver_factory=None):
             raise ConfigError(f"TF_CONFIG is not a valid cluster spec with "
                               f"workers: {raw!r}.") from error
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if kind == "mirrored":
         if runtime.num_gpus > len(gpus):
             raise ConfigError(
@@ -60,11 +65,51 @@ def get_strategy(runtime, resolver_factory=None):
                 f"visible.")
         devices = ([g.name for g in gpus[:runtime.num_gpus]] if runtime.num_gpus
                    else None)
+        cpus = tf.config.list_logical_devices("CPU")
+        if not gpus and len(cpus) > 1:
+            devices = [c.name for c in cpus]
         return tf.distribute.MirroredStrategy(devices=devices)
     if kind == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     raise ConfigError(f"runtime.distribution_strategy: {kind!r} is not "
                       f"supported.")
+
+
+def split_cpu(count):
+    """Splits the CPU into ``count`` logical devices (before TF starts)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != count:
+            raise ConfigError(
+                f"runtime.logical_cpu_devices={count}: TensorFlow is already "
+                f"running with {have} CPU device(s); set it before anything "
+                f"else uses TensorFlow (e.g. from the command line).") from error
+
+
+def is_chief(strategy):
+    """Whether this process writes checkpoints, logs and exports.
+
+    The ``chief`` task, else worker 0; every process outside a cluster.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    if task_type == "chief":
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    return task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
+
+
+def task_label(strategy):
+    """``worker_1`` etc. for a cluster task, ``""`` outside a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    return f"{task_type}_{resolver.task_id}" if task_type else ""
 
 
 def per_replica_batch_size(global_batch_size, strategy, key):

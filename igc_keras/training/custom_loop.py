@@ -1,0 +1,239 @@
+"""The custom training loop: multi-worker mirrored and TPU (any strategy).
+
+Keras ``fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585), so these strategies train the way TF Model Garden
+does: a ``strategy.run`` replica step inside a ``tf.function`` host loop of
+``runtime.steps_per_execution`` steps. Gradients are all-reduced by the Keras
+optimizer; losses are summed per replica and divided by the global batch.
+
+State (model, optimizer with its step counter, EMA and loss scale) is saved
+with ``tf.train.CheckpointManager`` every ``trainer.checkpoint.
+save_every_n_steps`` steps (or each epoch) to ``model_dir/checkpoints``; the
+chief writes there, other workers to a scratch folder they delete, as
+``tf.distribute`` requires all workers to save. A killed run restarted with
+the same recipe restores the latest checkpoint and continues at its step, so
+it ends after exactly ``epochs x steps_per_epoch`` steps. Epoch metrics go to
+``log.csv`` and TensorBoard (chief only).
+"""
+
+import csv
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from igc_keras.training.distribute import task_label
+from igc_keras.training.schedules import (build_optimizer,
+                                          learning_rate_schedule)
+
+_STATS = ("loss_sum", "top1", "top5", "count")
+
+
+def _replica_stats(labels, logits, loss_sum, k):
+    """Per-replica sums: loss, top-1 hits, top-k hits, examples."""
+    target = tf.argmax(labels, axis=-1, output_type=tf.int32)
+    top1 = tf.reduce_sum(tf.cast(tf.equal(
+        tf.argmax(logits, axis=-1, output_type=tf.int32), target), tf.float32))
+    topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(target, logits, k),
+                                 tf.float32))
+    count = tf.cast(tf.shape(labels)[0], tf.float32)
+    return tf.stack([loss_sum, top1, topk, count])
+
+
+def _summary(stats):
+    loss_sum, top1, top5, count = (float(v) for v in stats)
+    count = max(count, 1.0)
+    return {"loss": loss_sum / count, "top1": top1 / count,
+            "top5": top5 / count}
+
+
+def make_eval_step(model, strategy, loss_fn, k):
+    """``tf.function``: one distributed batch -> summed stats (4,)."""
+
+    def replica_step(images, labels):
+        logits = tf.cast(model(images, training=False), tf.float32)
+        return _replica_stats(labels, logits, loss_fn(labels, logits), k)
+
+    @tf.function
+    def eval_step(batch):
+        per_replica = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                               axis=None)
+    return eval_step
+
+
+def evaluate_distributed(model, strategy, dataset, loss_fn, k, steps=None):
+    """Loss / top-1 / top-k over a distributed dataset, every replica's share.
+
+    Uses ``get_next_as_optional`` so workers whose shards end at different
+    batches stay in step (no collective is left waiting).
+    """
+    eval_step = make_eval_step(model, strategy, loss_fn, k)
+    totals = np.zeros(4)
+    iterator = iter(dataset)
+    done = 0
+    while steps is None or done < steps:
+        optional = iterator.get_next_as_optional()
+        if not optional.has_value():
+            break
+        totals += eval_step(optional.get_value()).numpy()
+        done += 1
+    return _summary(totals)
+
+
+class CustomLoop:
+    """Trains ``config`` with the prepared ``setup`` (see ``trainer.prepare``)."""
+
+    def __init__(self, config, setup):
+        from igc_keras.training import trainer
+        self.config = config
+        self.strategy = setup["strategy"]
+        self.steps_per_epoch = setup["steps_per_epoch"]
+        self.chief = setup["chief"]
+        self.train_ds = setup["train_ds"]
+        self.validation_ds = setup["validation_ds"]
+        self.model_dir = config.trainer.model_dir
+        self.global_batch = config.task.train_data.global_batch_size
+        self.k = min(5, config.task.model.num_classes)
+        with self.strategy.scope():
+            self.model = trainer.build_model(config, setup["implementation"])
+            schedule = learning_rate_schedule(config.trainer, self.global_batch,
+                                              self.steps_per_epoch)
+            optimizer = build_optimizer(config, schedule)
+            if config.runtime.mixed_precision_dtype == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+            self.loss_fn = trainer.loss_function(config, reduction="sum")
+        self.checkpoint = tf.train.Checkpoint(model=self.model,
+                                              optimizer=self.optimizer)
+        self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
+        write_dir = self.checkpoint_dir
+        if not self.chief:
+            write_dir = os.path.join(self.model_dir, "scratch",
+                                     task_label(self.strategy))
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, write_dir,
+            max_to_keep=config.trainer.checkpoint.max_to_keep)
+        self.scratch = None if self.chief else write_dir
+
+    # --------------------------------------------------------------- steps
+    def _train_function(self):
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        loss_fn, global_batch, k = self.loss_fn, self.global_batch, self.k
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        replicas = strategy.num_replicas_in_sync
+
+        def replica_step(images, labels):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images, training=True), tf.float32)
+                loss_sum = loss_fn(labels, logits)
+                loss = loss_sum / global_batch
+                if model.losses:
+                    loss += tf.add_n(model.losses) / replicas
+                to_differentiate = optimizer.scale_loss(loss) if scaled else loss
+            variables = model.trainable_variables
+            grads = tape.gradient(to_differentiate, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            return _replica_stats(labels, logits, loss_sum, k)
+
+        @tf.function
+        def train_steps(iterator, count):
+            totals = tf.zeros([4])
+            for _ in tf.range(count):
+                per_replica = strategy.run(replica_step, args=next(iterator))
+                totals += strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                          per_replica, axis=None)
+            return totals
+        return train_steps
+
+    def _save(self, step):
+        self.manager.save(checkpoint_number=step)
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _log(self, writer, epoch, logs):
+        if not self.chief:
+            return
+        path = os.path.join(self.model_dir, "log.csv")
+        fields = ["epoch"] + sorted(logs)
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as handle:
+            out = csv.DictWriter(handle, fields)
+            if new:
+                out.writeheader()
+            out.writerow({"epoch": epoch, **logs})
+        with writer.as_default(step=epoch):
+            for name, value in logs.items():
+                tf.summary.scalar(name, value)
+        writer.flush()
+
+    def _best_so_far(self):
+        path = os.path.join(self.model_dir, "log.csv")
+        if not os.path.exists(path):
+            return -1.0
+        with open(path) as handle:
+            return max([float(row["val_top1"]) for row in csv.DictReader(handle)]
+                       or [-1.0])
+
+    # --------------------------------------------------------------- run
+    def run(self):
+        """Trains to ``epochs x steps_per_epoch`` steps, resuming if it can.
+
+        Returns:
+            ``(model, steps, final_logs)``.
+        """
+        config, model = self.config, self.model
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            print(f"Resumed from {latest}", flush=True)
+        total = config.trainer.epochs * self.steps_per_epoch
+        step = int(self.optimizer.iterations.numpy())
+        train_steps = self._train_function()
+        iterator = iter(self.train_ds)
+        every = (config.trainer.checkpoint.save_every_n_steps or
+                 self.steps_per_epoch)
+        chunk = config.runtime.steps_per_execution
+        writer = (tf.summary.create_file_writer(
+            os.path.join(self.model_dir, "tensorboard")) if self.chief else
+            tf.summary.create_noop_writer())
+        best = self._best_so_far()
+        logs = {}
+        while step < total:
+            epoch, start = divmod(step, self.steps_per_epoch)
+            end = (epoch + 1) * self.steps_per_epoch
+            totals = np.zeros(4)
+            began = time.time()
+            while step < end:
+                # stop at the epoch end and at every checkpoint boundary
+                count = min(chunk, end - step, every - step % every)
+                totals += train_steps(iterator, tf.constant(count)).numpy()
+                step += count
+                if step % every == 0 and step < end:
+                    self._save(step)
+            logs = {k: v for k, v in _summary(totals).items()}
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.optimizer.learning_rate))
+            logs.update({f"val_{k}": v for k, v in evaluate_distributed(
+                model, self.strategy, self.validation_ds, self.loss_fn,
+                self.k, config.trainer.validation_steps).items()})
+            self._save(step)
+            self._log(writer, epoch, logs)
+            print(f"Epoch {epoch + 1}/{config.trainer.epochs} "
+                  f"({end - epoch * self.steps_per_epoch - start} steps, "
+                  f"{time.time() - began:.1f}s): " +
+                  " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()),
+                  flush=True)
+            if self.chief:
+                model.save(os.path.join(self.model_dir, "last.keras"))
+                if (config.trainer.checkpoint.keep_best and
+                        logs["val_top1"] > best):
+                    best = logs["val_top1"]
+                    model.save(os.path.join(self.model_dir, "best.keras"))
+        if config.trainer.ema.enabled:
+            self.optimizer.finalize_variable_values(model.trainable_variables)
+        return model, int(self.optimizer.iterations.numpy()), logs

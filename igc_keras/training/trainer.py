@@ -1,0 +1,308 @@
+"""Recipe-driven training and evaluation: ``train(config)``, ``evaluate(...)``.
+
+One experiment config runs on every strategy:
+
+* ``fit`` loop (one device, mirrored GPUs or logical CPUs): Keras ``fit`` with
+  ``BackupAndRestore`` (a killed run resumes at the epoch it was in),
+  ``CSVLogger``, ``TensorBoard``, last / best ``.keras`` checkpoints.
+* ``custom`` loop (multi-worker mirrored and TPU, where Keras ``fit`` fails:
+  keras-team/keras#20585): :mod:`igc_keras.training.custom_loop`, a
+  ``strategy.run`` step inside a ``tf.function`` host loop with
+  ``tf.train.CheckpointManager`` (resumes at the step it was at).
+
+Both share the model (the registry network behind its preprocessing layer,
+logits out, float32 under mixed precision), the optimizer and schedule
+(:mod:`igc_keras.training.schedules`), label smoothing, top-1 / top-5, per-
+replica input from ``distribute_datasets_from_function`` and the outputs in
+``trainer.model_dir``: ``log.csv``, ``tensorboard/``, ``last.keras``,
+``best.keras``, ``export/`` (SavedModel) and ``result.json``.
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+import igc_keras
+from igc_keras.applications.imagenet_utils import preprocessing_layer
+from igc_keras.data.classification import (build_classification_dataset,
+                                           dataset_size)
+from igc_keras.layers import group_conv_implementation
+from igc_keras.training.config import ConfigError
+from igc_keras.training.distribute import (get_strategy, is_chief,
+                                           per_replica_batch_size)
+from igc_keras.training.schedules import (build_optimizer,
+                                          learning_rate_schedule)
+
+
+# ------------------------------------------------------------- checks
+def check_inputs(config):
+    """Fails fast, naming the key, on data that cannot be read.
+
+    Returns:
+        ``(train_size, validation_size)``: example counts, None where the
+        source does not store them (TFRecords).
+    """
+    sizes = []
+    for key in ("train_data", "validation_data"):
+        data = getattr(config.task, key)
+        if data.source in ("folder", "tfrecord") and not (
+                tf.io.gfile.exists(data.data_dir) or
+                tf.io.gfile.glob(data.data_dir)):
+            raise ConfigError(f"task.{key}.data_dir={data.data_dir!r} does not "
+                              f"exist.")
+        try:
+            size = dataset_size(data, f"task.{key}")
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        if size == 0:
+            raise ConfigError(f"task.{key}: the {data.source} source "
+                              f"{data.data_dir or data.name!r} holds no images.")
+        sizes.append(size)
+    if config.trainer.steps_per_epoch is None and sizes[0] is None:
+        raise ConfigError("trainer.steps_per_epoch is required for TFRecord "
+                          "training input (the record count is not stored).")
+    if sizes[0] is not None and sizes[0] < config.task.train_data.global_batch_size:
+        raise ConfigError(
+            f"task.train_data.global_batch_size="
+            f"{config.task.train_data.global_batch_size} is larger than the "
+            f"{sizes[0]} training images.")
+    return tuple(sizes)
+
+
+def steps_per_epoch(config, train_size):
+    """``trainer.steps_per_epoch``, else training images // global batch."""
+    if config.trainer.steps_per_epoch:
+        return config.trainer.steps_per_epoch
+    return max(1, train_size // config.task.train_data.global_batch_size)
+
+
+def resolve_loop(config):
+    """``fit`` or ``custom`` for the recipe's strategy."""
+    if config.runtime.loop != "auto":
+        return config.runtime.loop
+    return ("custom" if config.runtime.distribution_strategy in
+            ("tpu", "multi_worker_mirrored") else "fit")
+
+
+def group_conv_choice(config, strategy):
+    """``split`` on CPU-only machines (faster gradients), else ``native``."""
+    choice = config.task.model.group_conv_implementation
+    if choice != "auto":
+        return choice
+    accelerated = (isinstance(strategy, tf.distribute.TPUStrategy) or
+                   bool(tf.config.list_logical_devices("GPU")))
+    return "native" if accelerated else "split"
+
+
+# ------------------------------------------------------------- builders
+def build_model(config, implementation="native"):
+    """The registry network with logits, behind its preprocessing layer.
+
+    Returns:
+        ``keras.Model``: ``(batch, H, W, 3)`` RGB 0..255 -> ``(batch,
+        num_classes)`` float32 logits.
+    """
+    spec = config.task.model
+    shape = tuple(spec.input_size)
+    try:
+        with group_conv_implementation(implementation):
+            network = igc_keras.create_model(
+                spec.name, input_shape=shape, classes=spec.num_classes,
+                classifier_activation=None, weights=spec.weights, **spec.kwargs)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ConfigError(f"task.model (name={spec.name!r}, kwargs="
+                          f"{spec.kwargs}): {error}") from error
+    inputs = keras.Input(shape, name="images")
+    if spec.input_mean is None and spec.input_std is None:
+        normalize = preprocessing_layer(spec.name)
+    else:
+        std = spec.input_std or [1.0, 1.0, 1.0]
+        normalize = keras.layers.Normalization(
+            mean=spec.input_mean or [0.0, 0.0, 0.0],
+            variance=[s * s for s in std], name="preprocessing")
+    outputs = network(normalize(inputs))
+    return keras.Model(inputs, outputs, name=f"{network.name}_classifier")
+
+
+def loss_function(config, reduction="sum_over_batch_size"):
+    return keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=config.task.losses.label_smoothing,
+        reduction=reduction)
+
+
+def metrics(config):
+    return [keras.metrics.CategoricalAccuracy(name="top1"),
+            keras.metrics.TopKCategoricalAccuracy(
+                min(5, config.task.model.num_classes), name="top5")]
+
+
+def distributed_datasets(config, strategy, which=("train_data",
+                                                  "validation_data")):
+    """Per-replica pipelines (``distribute_datasets_from_function``).
+
+    Images are float32 0..255, labels one-hot; each replica reads
+    ``global_batch_size / replicas`` examples per step.
+    """
+    size = tuple(config.task.model.input_size[:2])
+    classes = config.task.model.num_classes
+    static = isinstance(strategy, tf.distribute.TPUStrategy)
+    datasets = []
+    for key in which:
+        data = getattr(config.task, key)
+        per_replica_batch_size(data.global_batch_size, strategy,
+                               f"task.{key}.global_batch_size")
+
+        def dataset_fn(context, data=data, key=key):
+            batch = context.get_per_replica_batch_size(data.global_batch_size)
+            dataset = build_classification_dataset(
+                data, size, batch, context, key=f"task.{key}",
+                deterministic=config.runtime.deterministic,
+                seed=config.runtime.seed, drop_remainder=static)
+            return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
+        datasets.append(strategy.distribute_datasets_from_function(dataset_fn))
+    return datasets
+
+
+def prepare(config):
+    """Everything but the loop: seeds, precision, strategy, sizes, data.
+
+    Returns:
+        A dict with ``strategy``, ``steps_per_epoch``, ``train_ds``,
+        ``validation_ds``, ``implementation``, ``chief``.
+    """
+    train_size, _ = check_inputs(config)
+    # the strategy comes before any TF op: multi-worker collectives and
+    # logical devices must be configured at start-up
+    strategy = get_strategy(config.runtime)
+    keras.utils.set_random_seed(config.runtime.seed)
+    if config.runtime.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(
+        config.runtime.mixed_precision_dtype)
+    train_ds, validation_ds = distributed_datasets(config, strategy)
+    return {"strategy": strategy,
+            "steps_per_epoch": steps_per_epoch(config, train_size),
+            "train_ds": train_ds, "validation_ds": validation_ds,
+            "implementation": group_conv_choice(config, strategy),
+            "chief": is_chief(strategy)}
+
+
+def _write_result(model_dir, result):
+    with open(os.path.join(model_dir, "result.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+
+
+# ------------------------------------------------------------- fit loop
+def _fit(config, setup):
+    strategy, steps = setup["strategy"], setup["steps_per_epoch"]
+    model_dir = config.trainer.model_dir
+    global_batch = config.task.train_data.global_batch_size
+    with strategy.scope():
+        model = build_model(config, setup["implementation"])
+        schedule = learning_rate_schedule(config.trainer, global_batch, steps)
+        model.compile(optimizer=build_optimizer(config, schedule),
+                      loss=loss_function(config), metrics=metrics(config),
+                      steps_per_execution=config.runtime.steps_per_execution)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
+        keras.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"),
+                                  append=True),
+        keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
+        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "last.keras")),
+    ]
+    if config.trainer.checkpoint.keep_best:
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            os.path.join(model_dir, "best.keras"), monitor="val_top1",
+            mode="max", save_best_only=True))
+    history = model.fit(setup["train_ds"], epochs=config.trainer.epochs,
+                        steps_per_epoch=steps,
+                        validation_data=setup["validation_ds"],
+                        validation_steps=config.trainer.validation_steps,
+                        callbacks=callbacks, shuffle=False, verbose=2)
+    final = {k: float(v[-1]) for k, v in history.history.items()}
+    return model, int(model.optimizer.iterations.numpy()), final
+
+
+# ------------------------------------------------------------- entry points
+def train(config):
+    """Runs a recipe. Returns ``(model, result)``; ``result`` is ``result.json``.
+
+    ``result``: ``loop``, ``replicas``, ``steps_per_epoch``, ``steps`` (the
+    optimizer's step count at the end, resumed runs included), ``final``
+    (the last epoch's metrics, validation included).
+    """
+    loop = resolve_loop(config)
+    setup = prepare(config)
+    os.makedirs(config.trainer.model_dir, exist_ok=True)
+    try:
+        if loop == "fit":
+            if isinstance(setup["strategy"], (
+                    tf.distribute.MultiWorkerMirroredStrategy,
+                    tf.distribute.TPUStrategy)):
+                raise ConfigError(
+                    f"runtime.loop='fit' cannot run "
+                    f"runtime.distribution_strategy="
+                    f"{config.runtime.distribution_strategy!r} (Keras fit "
+                    f"fails there: keras-team/keras#20585); use 'custom' or "
+                    f"'auto'.")
+            model, steps, final = _fit(config, setup)
+        else:
+            from igc_keras.training.custom_loop import CustomLoop
+            model, steps, final = CustomLoop(config, setup).run()
+        result = {"loop": loop,
+                  "replicas": setup["strategy"].num_replicas_in_sync,
+                  "epochs": config.trainer.epochs,
+                  "steps_per_epoch": setup["steps_per_epoch"],
+                  "steps": steps, "final": final}
+        if setup["chief"]:
+            if config.trainer.checkpoint.export_saved_model:
+                model.export(os.path.join(config.trainer.model_dir, "export"),
+                             verbose=False)
+            _write_result(config.trainer.model_dir, result)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return model, result
+
+
+def load_for_evaluation(config, checkpoint, implementation="native"):
+    """A model for the recipe with weights from ``checkpoint``.
+
+    ``checkpoint``: a ``.keras`` file, a ``.weights.h5`` file, or a custom-loop
+    checkpoint (``tf.train`` prefix or its directory, latest taken).
+    """
+    if checkpoint.endswith(".keras"):
+        return keras.saving.load_model(checkpoint)
+    model = build_model(config, implementation)
+    if checkpoint.endswith(".weights.h5"):
+        model.load_weights(checkpoint)
+        return model
+    prefix = (tf.train.latest_checkpoint(checkpoint)
+              if tf.io.gfile.isdir(checkpoint) else checkpoint)
+    if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+        raise ConfigError(f"--checkpoint {checkpoint!r}: not a .keras file, a "
+                          f".weights.h5 file or a tf.train checkpoint.")
+    tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    return model
+
+
+def evaluate(config, checkpoint):
+    """Loss / top-1 / top-5 of ``checkpoint`` on ``task.validation_data``.
+
+    Runs under the recipe's strategy (every worker of a cluster runs it).
+
+    Returns:
+        ``{"loss": ..., "top1": ..., "top5": ...}``.
+    """
+    from igc_keras.training.custom_loop import evaluate_distributed
+    check_inputs(config)
+    strategy = get_strategy(config.runtime)
+    (validation_ds,) = distributed_datasets(config, strategy,
+                                            ("validation_data",))
+    with strategy.scope():
+        model = load_for_evaluation(config, checkpoint,
+                                    group_conv_choice(config, strategy))
+    return evaluate_distributed(
+        model, strategy, validation_ds, loss_function(config, "sum"),
+        min(5, config.task.model.num_classes), config.trainer.validation_steps)
