@@ -112,7 +112,11 @@ def digits_arrays(split, key="source"):
 
 
 def dataset_size(config, key="task.train_data"):
-    """The number of examples a ``DataConfig`` reads, or None if not stored."""
+    """The number of examples a ``DataConfig`` reads, or None if not stored.
+
+    A TFDS source with ``download: true`` is downloaded and prepared here
+    first if it is not yet.
+    """
     if config.source == "digits":
         return len(digits_arrays(config.split, f"{key}.source")[1])
     if config.source == "folder":
@@ -121,6 +125,8 @@ def dataset_size(config, key="task.train_data"):
         import tensorflow_datasets as tfds
         try:
             builder = tfds.builder(config.name, data_dir=config.data_dir)
+            if config.download:
+                builder.download_and_prepare()
             return builder.info.splits[config.split].num_examples
         except Exception as error:
             raise ValueError(_tfds_message(config, key, error)) from error

@@ -79,6 +79,9 @@ class DataConfig:
                                          "digits"))
     name: str = "imagenet2012"
     data_dir: Optional[str] = None
+    #: TFDS only: download and prepare the dataset first if it is not yet
+    #: (CIFAR; ImageNet needs its manual download and ``data_dir``).
+    download: bool = False
     split: str = "train"
     global_batch_size: int = 256
     is_training: bool = True
