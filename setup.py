@@ -17,6 +17,7 @@ setup(
         "tensorflow-datasets>=4.9",
         "tensorboard",  # the training logs (TF 2.21 no longer pulls it in)
         "scikit-learn",  # the quickstart's bundled digits dataset
+        "pycocotools",  # COCO detection evaluation
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout"],

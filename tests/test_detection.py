@@ -1,13 +1,21 @@
 """SSDLite networks against the published parameter counts."""
 
+import json
 import os
 import re
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from conftest import SHARED
+from conftest import DATA, SHARED
 from igc_keras.design import count_params
 from igc_keras.detection import ssdlite_network
+from igc_keras.detection.anchors import generate_anchors
+from igc_keras.detection.box_coding import (encode_targets, match_anchors,
+                                            postprocess)
+from igc_keras.detection.coco import (evaluate_coco, load_coco_annotations,
+                                      to_coco_results)
 
 
 def _spec_millions(pattern):
@@ -48,3 +56,100 @@ def test_bad_arguments_name_themselves():
         ssdlite_network(head="yolo")
     with pytest.raises(ValueError, match=r"num_classes=0"):
         ssdlite_network(num_classes=0)
+
+
+# ------------------------------------------------------------------ anchors
+COCO = os.path.join(DATA, "coco_mini", "annotations")
+
+
+@pytest.mark.parametrize("design", ["tf_od_api", "igcv3_authors"])
+def test_anchor_counts_match_the_heads(design):
+    model = ssdlite_network("igcv3_1.0", num_classes=2, image_size=320,
+                            head=design)
+    anchors = generate_anchors(design, 320)
+    assert anchors.shape == (model.output["boxes"].shape[1], 4)
+
+
+def test_tf_od_api_anchors_follow_create_ssd_anchors():
+    """Spec: min 0.2, max 0.95, ratios 1, 2, 1/2, 3, 1/3, lowest layer
+    (0.1, 1), (0.2, 2), (0.2, 0.5), others + sqrt(s_i s_i+1) at ratio 1."""
+    anchors = generate_anchors("tf_od_api", 320)
+    heights = anchors[:, 2] - anchors[:, 0]
+    widths = anchors[:, 3] - anchors[:, 1]
+    # first cell of the 20x20 stride-16 layer: 3 anchors
+    np.testing.assert_allclose(heights[:3], [0.1, 0.2 / np.sqrt(2),
+                                             0.2 * np.sqrt(2)], rtol=1e-6)
+    np.testing.assert_allclose(widths[:3], [0.1, 0.2 * np.sqrt(2),
+                                            0.2 / np.sqrt(2)], rtol=1e-6)
+    np.testing.assert_allclose((anchors[0, 0] + anchors[0, 2]) / 2, 0.5 / 20)
+    # last layer (1x1): scale 0.95, then sqrt(0.95 * 1.0)
+    last = anchors[-6:]
+    np.testing.assert_allclose(last[0, 2] - last[0, 0], 0.95, rtol=1e-6)
+    np.testing.assert_allclose(last[-1, 2] - last[-1, 0], np.sqrt(0.95),
+                               rtol=1e-6)
+    np.testing.assert_allclose(last[:, :2] + last[:, 2:], 1.0, atol=1e-6)
+
+
+# ----------------------------------------------------------------- matching
+def test_every_ground_truth_gets_an_anchor_and_empty_images_are_background():
+    anchors = generate_anchors("tf_od_api", 320)
+    tiny = np.array([[0.50, 0.50, 0.51, 0.505]], "float32")  # IoU < 0.5 anywhere
+    match = match_anchors(tiny, anchors).numpy()
+    assert (match == 0).sum() == 1  # forced match
+    deltas, classes = encode_targets(np.zeros((0, 4), "float32"),
+                                     np.zeros((0,), "int32"), anchors)
+    assert deltas.shape == anchors.shape and not np.any(classes.numpy())
+    assert not np.any(deltas.numpy())
+
+
+def test_ground_truth_through_encoder_decoder_and_cocoeval_gives_ap_1():
+    """Real COCO val boxes -> targets -> "perfect" predictions -> decode +
+    per-class NMS -> COCO results -> pycocotools: AP 1.0."""
+    path = os.path.join(COCO, "instances_val2017.json")
+    coco = load_coco_annotations(path)
+    anchors = generate_anchors("tf_od_api", 320)
+    results, evaluated = [], []
+    for record in coco.images:
+        deltas, classes = encode_targets(record.boxes, record.labels, anchors)
+        logits = tf.one_hot(classes, len(coco.categories) + 1) * 30.0
+        out = postprocess(deltas[None], logits[None], anchors)
+        n = int(out["num_detections"][0])
+        assert n == len(record.boxes)
+        results += to_coco_results(record.image_id, out["boxes"][0, :n],
+                                   out["scores"][0, :n], out["classes"][0, :n],
+                                   record.height, record.width, coco.categories)
+        evaluated.append(record.image_id)
+    stats = evaluate_coco(path, results, evaluated)
+    assert stats["AP"] == pytest.approx(1.0) and stats["AP50"] == 1.0
+    # and a wrong class on every detection scores (almost: a few boxes
+    # coincide with an object of the next class) nothing
+    shifted = [dict(r, category_id=coco.categories.category_id(
+        (coco.categories.label(r["category_id"]) + 1) % 80)) for r in results]
+    assert evaluate_coco(path, shifted, evaluated)["AP"] < 0.01
+
+
+def test_coco_reader_handles_bad_annotations(tmp_path):
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 100, "width": 200},
+                   {"id": 2, "file_name": "b.jpg", "height": 50, "width": 50}],
+        "categories": [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 18, "bbox": [150, 50, 100, 80]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [10, 10, 0, 5]},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20],
+             "iscrowd": 1}]}
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    coco = load_coco_annotations(str(path))
+    first, second = coco.images
+    np.testing.assert_allclose(first.boxes, [[0.5, 0.75, 1.0, 1.0]])  # clipped
+    assert list(first.labels) == [1]  # dog: id 18 -> label 1 (sorted ids)
+    assert coco.dropped_degenerate == 1 and coco.crowd == 1
+    assert len(first.crowd_boxes) == 1
+    assert second.boxes.shape == (0, 4)  # no annotations: kept, background
+    data["annotations"].append({"id": 9, "image_id": 2, "category_id": 99,
+                                "bbox": [1, 1, 5, 5]})
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"annotation 9 of image 2 has "
+                                         r"category_id=99"):
+        load_coco_annotations(str(path))
