@@ -14,6 +14,7 @@ from igc_keras.detection import ssdlite_network
 from igc_keras.detection.anchors import generate_anchors
 from igc_keras.detection.box_coding import (encode_targets, match_anchors,
                                             postprocess)
+from igc_keras.detection.losses import ssd_loss
 from igc_keras.detection.coco import (evaluate_coco, load_coco_annotations,
                                       to_coco_results)
 
@@ -153,3 +154,39 @@ def test_coco_reader_handles_bad_annotations(tmp_path):
     with pytest.raises(ValueError, match=r"annotation 9 of image 2 has "
                                          r"category_id=99"):
         load_coco_annotations(str(path))
+
+
+# --------------------------------------------------------------------- loss
+def _reference_ssd_loss(box_t, cls_t, box_p, logits, ratio=3, minimum=3):
+    """The SSD loss written out per image and anchor, in numpy."""
+    total, positives_all = 0.0, 0
+    for b in range(len(cls_t)):
+        shifted = logits[b] - logits[b].max(-1, keepdims=True)
+        log_softmax = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        ce = -log_softmax[np.arange(len(cls_t[b])), cls_t[b]]
+        pos = cls_t[b] > 0
+        k = int(max(ratio * pos.sum(), minimum))
+        negatives = np.sort(ce[~pos])[::-1][:k]
+        diff = np.abs(box_t[b] - box_p[b])
+        smooth_l1 = np.where(diff <= 1, 0.5 * diff ** 2, diff - 0.5)
+        total += ce[pos].sum() + negatives.sum() + smooth_l1[pos].sum()
+        positives_all += pos.sum()
+    return total / max(positives_all, 1)
+
+
+def test_ssd_loss_matches_its_definition():
+    rng = np.random.default_rng(0)
+    batch, anchors, classes = 3, 60, 5
+    cls_t = np.where(rng.random((batch, anchors)) < 0.1,
+                     rng.integers(1, classes, (batch, anchors)), 0)
+    cls_t[2] = 0  # an image without objects: 3 hardest negatives only
+    box_t = rng.normal(size=(batch, anchors, 4)) * (cls_t > 0)[..., None]
+    box_p = rng.normal(size=(batch, anchors, 4)) * 2
+    logits = rng.normal(size=(batch, anchors, classes)) * 3
+    loss, parts = ssd_loss(box_t, cls_t, box_p, logits)
+    assert float(loss) == pytest.approx(
+        _reference_ssd_loss(box_t, cls_t, box_p, logits), rel=1e-5)
+    assert float(parts["positives"]) == (cls_t > 0).sum()
+    # perfect predictions cost (almost) nothing
+    perfect = np.eye(classes)[cls_t] * 40.0
+    assert float(ssd_loss(box_t, cls_t, box_t, perfect)[0]) < 1e-6
