@@ -226,3 +226,9 @@ def test_detector_trains_on_real_coco_images_and_detects_in_pixels():
     assert found["boxes"][:, [1, 3]].max() <= record.width
     with pytest.raises(ValueError, match=r"`image` must be \(height, width"):
         detector.detect(np.zeros((4, 4)))
+    # the trained detector's predictions go through COCOeval
+    from igc_keras.detection.evaluation import evaluate_detector
+    stats = evaluate_detector(detector, os.path.join(root, "train2017"), path,
+                              image_ids=ids)
+    assert stats["images"] == 2 and stats["detections"] > 0
+    assert 0.0 <= stats["AP"] <= 1.0 and 0.0 <= stats["AP50"] <= 1.0
