@@ -209,7 +209,7 @@ def test_detector_trains_on_real_coco_images_and_detects_in_pixels():
     ids = [r.image_id for r in coco.images if len(r.boxes)][:2]
     dataset, _ = coco_detection_dataset(os.path.join(root, "train2017"), path,
                                         detector.anchors, 160, batch_size=2,
-                                        image_ids=ids)
+                                        image_ids=ids, crop=False)
     detector.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = detector.fit(dataset, steps_per_epoch=6, epochs=2, verbose=0)
     losses = history.history["loss"]
@@ -232,3 +232,45 @@ def test_detector_trains_on_real_coco_images_and_detects_in_pixels():
                               image_ids=ids)
     assert stats["images"] == 2 and stats["detections"] > 0
     assert 0.0 <= stats["AP"] <= 1.0 and 0.0 <= stats["AP50"] <= 1.0
+
+
+def test_ssd_random_crop_moves_boxes_with_the_pixels():
+    """Each real COCO val box painted into a 427x640 canvas: after any crop,
+    every kept box still frames painted pixels (its centre is painted, the
+    box lies in [0, 1]) and labels follow their boxes."""
+    from igc_keras.data.detection import ssd_random_crop
+    coco = load_coco_annotations(os.path.join(COCO, "instances_val2017.json"))
+    record = next(r for r in coco.images if len(r.boxes) >= 5)
+    height, width = record.height, record.width
+    kept_total = 0
+    for index, box in enumerate(record.boxes):
+        canvas = np.zeros((height, width, 3), "float32")
+        y0, x0, y1, x1 = (box * [height, width, height, width]).astype(int)
+        canvas[y0:y1 + 1, x0:x1 + 1] = 1.0
+        for seed in range(4):
+            tf.random.set_seed(seed)
+            image, boxes, labels = ssd_random_crop(
+                tf.constant(canvas), tf.constant(box[None]),
+                tf.constant([index]))
+            image, boxes = image.numpy(), boxes.numpy()
+            assert boxes.shape[0] == labels.shape[0] <= 1
+            assert ((boxes >= 0) & (boxes <= 1)).all()
+            for kept, label in zip(boxes, labels.numpy()):
+                h, w = image.shape[:2]
+                cy = int((kept[0] + kept[2]) / 2 * h)
+                cx = int((kept[1] + kept[3]) / 2 * w)
+                assert image[min(cy, h - 1), min(cx, w - 1), 0] == 1.0
+                assert label == index
+                kept_total += 1
+    assert kept_total > 0
+    # and the training pipeline crops real images on the fly
+    from igc_keras.data.detection import coco_detection_dataset
+    root = os.path.join(DATA, "coco_mini")
+    dataset, _ = coco_detection_dataset(
+        os.path.join(root, "train2017"),
+        os.path.join(COCO, "instances_train2017.json"),
+        generate_anchors("tf_od_api", 320), 320, batch_size=4)
+    for images, targets in dataset.take(2):
+        assert images.shape == (4, 320, 320, 3)
+        assert targets["boxes"].shape == (4, 2034, 4)
+        assert int(tf.reduce_sum(tf.cast(targets["classes"] > 0, tf.int32))) > 0
