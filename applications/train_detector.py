@@ -26,12 +26,12 @@ except ImportError:  # running from a source checkout without installing
         __file__))))
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from igc_keras.data.detection import coco_detection_dataset  # noqa: E402
 from igc_keras.detection import SSDLite  # noqa: E402
 from igc_keras.detection.evaluation import evaluate_detector  # noqa: E402
-from igc_keras.layers import group_conv_implementation  # noqa: E402
+from igc_keras.layers.group_conv import (  # noqa: E402
+    group_conv_implementation, resolve_group_conv_implementation)
 
 
 def main(argv=None):
@@ -52,9 +52,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
-    implementation = ("native" if tf.config.list_physical_devices("GPU")
-                      else "split")
-    with group_conv_implementation(implementation):
+    with group_conv_implementation(resolve_group_conv_implementation()):
         detector = SSDLite(args.backbone, num_classes=80,
                            image_size=args.image_size,
                            backbone_weights=args.backbone_weights)

@@ -16,7 +16,17 @@ import os
 import numpy as np
 import tensorflow as tf
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+def class_image_files(class_dir):
+    """Image files anywhere under ``class_dir`` (Tiny ImageNet keeps them in
+    ``<class>/images/``), in the order keras' ``index_directory`` lists them."""
+    found = []
+    for root, _, files in sorted(os.walk(class_dir), key=lambda item: item[0]):
+        found += [os.path.join(root, name) for name in sorted(files)
+                  if name.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
 
 
 def decode_and_random_crop(image_bytes, size, min_area=0.08):
@@ -67,11 +77,7 @@ def folder_files(directory, key="data_dir"):
                          f"class (at least 2); found {classes}.")
     paths, labels = [], []
     for index, name in enumerate(classes):
-        # images anywhere below the class folder (Tiny ImageNet keeps them
-        # in <class>/images/)
-        files = sorted(os.path.join(root, f) for root, _, names in
-                       os.walk(os.path.join(directory, name)) for f in names
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        files = class_image_files(os.path.join(directory, name))
         if not files:
             raise ValueError(f"{key}={directory!r}: class folder {name!r} has "
                              f"no images ({', '.join(IMAGE_EXTENSIONS)}).")

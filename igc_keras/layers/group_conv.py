@@ -38,6 +38,24 @@ def default_group_conv_implementation():
     return _default_implementation[0]
 
 
+def resolve_group_conv_implementation(implementation="auto",
+                                     accelerator=None):
+    """``native`` / ``split`` as given; ``auto`` (or None): ``split`` on a
+    CPU-only machine (its gradients are much faster there), else ``native``.
+
+    Args:
+        accelerator: whether a GPU / TPU runs the model (default: whether
+            TensorFlow sees a GPU).
+    """
+    if implementation not in (None, "auto"):
+        _check_implementation(implementation)
+        return implementation
+    if accelerator is None:
+        import tensorflow as tf
+        accelerator = bool(tf.config.list_physical_devices("GPU"))
+    return "native" if accelerator else "split"
+
+
 @contextlib.contextmanager
 def group_conv_implementation(implementation):
     """Context manager: builders called inside it create ``implementation`` layers.

@@ -71,7 +71,8 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
-IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+from igc_keras.data.classification import IMAGE_EXTENSIONS, class_image_files
+from igc_keras.layers.group_conv import resolve_group_conv_implementation
 BEST_FILE = "best.keras"
 FINAL_FILE = "final.keras"
 LOG_FILE = "training_log.csv"
@@ -99,15 +100,6 @@ class FolderScan:
     @property
     def num_images(self):
         return sum(self.counts.values())
-
-
-def _image_files(class_dir):
-    """Image files under ``class_dir``, as keras' ``index_directory`` lists them."""
-    found = []
-    for root, _, files in sorted(os.walk(class_dir), key=lambda item: item[0]):
-        found += [os.path.join(root, name) for name in sorted(files)
-                  if name.lower().endswith(IMAGE_FORMATS)]
-    return found
 
 
 def _undecodable(paths):
@@ -163,13 +155,13 @@ def scan_image_folder(directory, argument="directory", check_images=True):
         raise ValueError(
             f"{argument}={directory!r} has only 1 class subfolder "
             f"({classes[0]!r}); a classifier needs at least 2 classes.")
-    files = {name: _image_files(os.path.join(directory, name))
+    files = {name: class_image_files(os.path.join(directory, name))
              for name in classes}
     empty = [name for name in classes if not files[name]]
     if empty:
         raise ValueError(
             f"{argument}={directory!r}: class subfolder(s) {empty} contain no "
-            f"images (extensions {', '.join(IMAGE_FORMATS)}); remove them or "
+            f"images (extensions {', '.join(IMAGE_EXTENSIONS)}); remove them or "
             f"add images.")
     unreadable = []
     if check_images:
@@ -378,12 +370,6 @@ def default_image_size(model_name):
     return 224  # the builders' default when input_shape is None
 
 
-def _resolve_implementation(implementation):
-    if implementation in (None, "auto"):
-        return "native" if tf.config.list_physical_devices("GPU") else "split"
-    return implementation
-
-
 def build_classifier(model_name, num_classes, image_size=None, weights=None,
                      dropout=0.2, *, model_kwargs=None,
                      group_conv_implementation="auto"):
@@ -425,7 +411,7 @@ def build_classifier(model_name, num_classes, image_size=None, weights=None,
     kwargs = dict(model_kwargs or {})
     kwargs.update(include_top=False, pooling="avg",
                   input_shape=(height, width, 3), weights=weights)
-    with gci(_resolve_implementation(group_conv_implementation)):
+    with gci(resolve_group_conv_implementation(group_conv_implementation)):
         backbone = create_model(model_name, **kwargs)
     inputs = keras.Input((height, width, 3), name="image")
     x = preprocessing_layer(model_name)(inputs)

@@ -29,6 +29,7 @@ from igc_keras.applications.imagenet_utils import preprocessing_layer
 from igc_keras.data.classification import (build_classification_dataset,
                                            dataset_size)
 from igc_keras.layers import group_conv_implementation
+from igc_keras.layers.group_conv import resolve_group_conv_implementation
 from igc_keras.training.config import ConfigError
 from igc_keras.training.distribute import (get_strategy, is_chief,
                                            per_replica_batch_size)
@@ -88,12 +89,10 @@ def resolve_loop(config):
 
 def group_conv_choice(config, strategy):
     """``split`` on CPU-only machines (faster gradients), else ``native``."""
-    choice = config.task.model.group_conv_implementation
-    if choice != "auto":
-        return choice
     accelerated = (isinstance(strategy, tf.distribute.TPUStrategy) or
                    bool(tf.config.list_logical_devices("GPU")))
-    return "native" if accelerated else "split"
+    return resolve_group_conv_implementation(
+        config.task.model.group_conv_implementation, accelerated)
 
 
 # ------------------------------------------------------------- builders
