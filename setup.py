@@ -18,6 +18,7 @@ setup(
         "tensorboard",  # the training logs (TF 2.21 no longer pulls it in)
         "scikit-learn",  # the quickstart's bundled digits dataset
         "pycocotools",  # COCO detection evaluation
+        "opencv-python-headless",  # keras.visualization box drawing (detect)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout"],

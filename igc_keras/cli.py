@@ -1,4 +1,5 @@
-"""The ``igc-keras`` command line. Subcommands: ``models``, ``convert``, ``finetune``."""
+"""The ``igc-keras`` command line. Subcommands: ``models``, ``convert``,
+``finetune``, ``train``, ``evaluate``, ``detect``."""
 
 import argparse
 import os
@@ -136,6 +137,41 @@ def evaluate_command(args):
     return 0
 
 
+def detect_command(args):
+    import numpy as np
+    import tensorflow as tf
+
+    import keras
+    from igc_keras.detection.visualize import draw_detections, load_detector
+    if not os.path.isfile(args.image):
+        print(f"igc-keras detect: image {args.image!r} does not exist",
+              file=sys.stderr)
+        return 2
+    try:
+        detector = load_detector(args.model)
+        image = tf.io.decode_image(tf.io.read_file(args.image), channels=3,
+                                   expand_animations=False).numpy()
+    except (ValueError, OSError, tf.errors.OpError) as error:
+        print(f"igc-keras detect: {error}", file=sys.stderr)
+        return 2
+    detections = detector.detect(image)
+    names = detector.class_names
+    shown = 0
+    for box, score, label in zip(detections["boxes"], detections["scores"],
+                                 detections["classes"]):
+        if score < args.min_score:
+            continue
+        shown += 1
+        name = names[int(label)] if names else str(int(label))
+        print(f"{name:16s} {score:.3f}  box (ymin, xmin, ymax, xmax) = "
+              f"{', '.join(f'{v:.0f}' for v in box)}")
+    output = args.output or os.path.splitext(args.image)[0] + "_boxes.png"
+    keras.utils.save_img(output, np.asarray(draw_detections(
+        image, detections, names, args.min_score)))
+    print(f"{shown} detections >= {args.min_score} drawn -> {output}")
+    return 0
+
+
 def _recipe_arguments(parser):
     parser.add_argument("recipe", help="experiment YAML (see recipes/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -184,13 +220,25 @@ def main(argv=None):
     _recipe_arguments(train)
     train.set_defaults(func=train_command)
     evaluate = sub.add_parser(
-        "evaluate", help="top-1 / top-5 of a checkpoint on the recipe's "
-                         "validation data")
+        "evaluate", help="score a checkpoint on the recipe's validation data "
+                         "(top-1 / top-5; detection: COCO mAP by pycocotools)")
     _recipe_arguments(evaluate)
     evaluate.add_argument("--checkpoint", required=True,
                           help=".keras, .weights.h5, or a training "
                                "checkpoint (directory or prefix)")
     evaluate.set_defaults(func=evaluate_command)
+    detect = sub.add_parser(
+        "detect", help="detect objects in an image with a trained SSDLite "
+                       "and draw labelled boxes")
+    detect.add_argument("image", help="a JPEG / PNG / BMP / GIF photo")
+    detect.add_argument("--model", required=True,
+                        help="the detector's .keras file (the recipe "
+                             "trainer's best.keras / last.keras)")
+    detect.add_argument("-o", "--output", help="output PNG (default: "
+                        "<image>_boxes.png)")
+    detect.add_argument("--min-score", type=float, default=0.3,
+                        help="draw and print detections scoring at least this")
+    detect.set_defaults(func=detect_command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

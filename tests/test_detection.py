@@ -209,7 +209,7 @@ def test_detector_trains_on_real_coco_images_and_detects_in_pixels():
     ids = [r.image_id for r in coco.images if len(r.boxes)][:2]
     dataset, _ = coco_detection_dataset(os.path.join(root, "train2017"), path,
                                         detector.anchors, 160, batch_size=2,
-                                        image_ids=ids, crop=False)
+                                        image_ids=ids, augment="flip")
     detector.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = detector.fit(dataset, steps_per_epoch=6, epochs=2, verbose=0)
     losses = history.history["loss"]

@@ -6,9 +6,17 @@ into SSD targets against the model's anchors, all in TF ops:
 ``(image (S, S, 3) float32 0..255, {"boxes": (A, 4), "classes": (A,)})``.
 Annotations go through :func:`igc_keras.detection.coco.load_coco_annotations`
 (clipped / dropped degenerate boxes, crowd regions kept apart, unknown
-categories refused). Training adds the SSD random crop
-(:func:`ssd_random_crop`) before the flip; expand and colour augmentations
-are still to come.
+categories refused).
+
+Training augmentation (``augment``):
+
+* ``"ssd"`` (default) — the SSD paper's: photometric distortion
+  (:func:`photometric_distort`, half the time), zoom-out
+  (:func:`ssd_random_expand`, half the time), the IoU-constrained random crop
+  (:func:`ssd_random_crop`), then a horizontal flip;
+* ``"tf_od_api"`` — the TF OD API ``ssdlite_mobilenet_v2`` config's: random
+  crop and flip only;
+* ``"flip"`` — flip only; ``"none"`` — nothing (overfitting checks).
 """
 
 import os
@@ -58,22 +66,104 @@ def ssd_random_crop(image, boxes, labels, seed=None):
             tf.boolean_mask(labels, valid))
 
 
-def coco_detection_dataset(image_dir, annotation_path, anchors, image_size=320,
-                           batch_size=8, training=True, shuffle_buffer=1000,
-                           seed=0, image_ids=None, crop=True):
-    """Batched SSD training / evaluation data from a COCO-format folder.
+#: ``augment`` choices of :func:`coco_detection_dataset`.
+AUGMENTATIONS = ("ssd", "tf_od_api", "flip", "none")
+
+
+def ssd_random_expand(image, boxes, max_ratio=4.0, fill=(123.68, 116.78, 103.94),
+                      seed=None):
+    """SSD's zoom-out: the image placed at a random spot of a canvas
+    ``ratio`` (1..``max_ratio``) times larger, filled with the mean pixel;
+    the boxes follow (small objects become more frequent).
 
     Args:
-        image_dir: folder of the images named in the annotation file.
-        annotation_path: COCO ``instances_*.json``.
-        anchors: ``(A, 4)`` the model's anchors (``SSDLite.anchors``).
-        training: shuffle, repeat, SSD random crop (``crop``), random
-            horizontal flip, drop the remainder.
-        image_ids: restrict to these images (default: all in the file).
+        image: ``(H, W, 3)`` float 0..255. boxes: ``(N, 4)`` normalised yxyx.
 
     Returns:
-        ``(dataset, annotations)`` — the ``tf.data.Dataset`` and the parsed
-        :class:`~igc_keras.detection.coco.CocoAnnotations`.
+        ``(image (rH, rW, 3), boxes (N, 4))``.
+    """
+    image = tf.cast(image, tf.float32)
+    ratio = tf.random.uniform([], 1.0, max_ratio, seed=seed)
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    canvas_h, canvas_w = tf.floor(height * ratio), tf.floor(width * ratio)
+    top = tf.floor(tf.random.uniform([], 0.0, 1.0, seed=seed) *
+                   (canvas_h - height))
+    left = tf.floor(tf.random.uniform([], 0.0, 1.0, seed=seed) *
+                    (canvas_w - width))
+    pad = tf.cast(tf.stack([[top, canvas_h - height - top],
+                            [left, canvas_w - width - left], [0.0, 0.0]]),
+                  tf.int32)
+    fill = tf.constant(fill, tf.float32)
+    canvas = tf.pad(image - fill, pad) + fill
+    scale = tf.stack([height / canvas_h, width / canvas_w] * 2)
+    offset = tf.stack([top / canvas_h, left / canvas_w] * 2)
+    return canvas, boxes * scale + offset
+
+
+def photometric_distort(image, seed=None):
+    """SSD's colour distortion on ``(H, W, 3)`` float 0..255: brightness
+    (+-32), contrast and saturation (x0.5..1.5), hue (+-18 degrees), in
+    random order of contrast vs the rest; clipped to 0..255."""
+    image = tf.image.random_brightness(image, 32.0, seed=seed)
+
+    def saturation_hue(x):
+        x = tf.image.random_saturation(x / 255.0, 0.5, 1.5, seed=seed)
+        return tf.image.random_hue(x, 18.0 / 360.0, seed=seed) * 255.0
+
+    def contrast(x):
+        return tf.image.random_contrast(x, 0.5, 1.5, seed=seed)
+
+    contrast_first = tf.random.uniform([], seed=seed) < 0.5
+    image = tf.cond(contrast_first, lambda: saturation_hue(contrast(image)),
+                    lambda: contrast(saturation_hue(image)))
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def detection_transform(anchors, image_size, training, augment="ssd",
+                        seed=0):
+    """``(image uint8 (H, W, 3|1), boxes (N, 4) normalised yxyx, labels (N,))``
+    -> ``(image (S, S, 3) float32 0..255, {"boxes": (A, 4), "classes":
+    (A,)})``, augmented as ``augment`` says when ``training``."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment={augment!r}; allowed: {AUGMENTATIONS}.")
+    anchors = tf.constant(anchors, tf.float32)
+    size = (image_size, image_size)
+
+    def transform(image, box, label):
+        if image.shape.rank == 3 and image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        image = tf.cast(image, tf.float32)
+        box = tf.reshape(tf.cast(box, tf.float32), [-1, 4])
+        label = tf.cast(label, tf.int32)
+        if training and augment == "ssd":
+            image = tf.cond(tf.random.uniform([]) < 0.5,
+                            lambda: photometric_distort(image), lambda: image)
+            image, box = tf.cond(
+                tf.random.uniform([]) < 0.5,
+                lambda: ssd_random_expand(image, box),
+                lambda: (image, box))
+        if training and augment in ("ssd", "tf_od_api"):
+            image, box, label = ssd_random_crop(image, box, label)
+        image = tf.image.resize(image, size)
+        if training and augment != "none":
+            flip = tf.random.uniform([], seed=seed) < 0.5
+            image = tf.where(flip, tf.image.flip_left_right(image), image)
+            flipped = tf.stack([box[:, 0], 1.0 - box[:, 3], box[:, 2],
+                                1.0 - box[:, 1]], axis=-1)
+            box = tf.where(flip, flipped, box)
+        deltas, classes = encode_targets(box, label, anchors)
+        return image, {"boxes": deltas, "classes": classes}
+    return transform
+
+
+def coco_folder_examples(image_dir, annotation_path, image_ids=None,
+                         key="image_dir"):
+    """A COCO-format folder as a dataset of ``(image uint8, boxes, labels)``.
+
+    Returns:
+        ``(dataset, annotations)``; raises ``ValueError`` naming ``key`` when
+        images are missing or none is selected.
     """
     coco = load_coco_annotations(annotation_path)
     records = [r for r in coco.images
@@ -84,7 +174,7 @@ def coco_detection_dataset(image_dir, annotation_path, anchors, image_size=320,
     missing = [r.file_name for r in records
                if not os.path.isfile(os.path.join(image_dir, r.file_name))]
     if missing:
-        raise ValueError(f"image_dir={image_dir!r} lacks {len(missing)} of the "
+        raise ValueError(f"{key}={image_dir!r} lacks {len(missing)} of the "
                          f"annotated images, e.g. {missing[:3]}.")
     paths = tf.constant([os.path.join(image_dir, r.file_name) for r in records])
     boxes = tf.ragged.constant([r.boxes.tolist() for r in records],
@@ -92,29 +182,108 @@ def coco_detection_dataset(image_dir, annotation_path, anchors, image_size=320,
                                dtype=tf.float32)
     labels = tf.ragged.constant([r.labels.tolist() for r in records],
                                 dtype=tf.int32)
-    anchors = tf.constant(anchors, tf.float32)
-    size = (image_size, image_size)
 
     def load(path, box, label):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3,
                                    expand_animations=False)
-        box = box.to_tensor() if isinstance(box, tf.RaggedTensor) else box
-        if training and crop:
-            image, box, label = ssd_random_crop(image, box, label)
-        image = tf.image.resize(tf.cast(image, tf.float32), size)
-        if training:
-            flip = tf.random.uniform([], seed=seed) < 0.5
-            image = tf.where(flip, tf.image.flip_left_right(image), image)
-            flipped = tf.stack([box[:, 0], 1.0 - box[:, 3], box[:, 2],
-                                1.0 - box[:, 1]], axis=-1)
-            box = tf.where(flip, flipped, box)
-        deltas, classes = encode_targets(box, label, anchors)
-        return image, {"boxes": deltas, "classes": classes}
-
+        return image, box, label
     dataset = tf.data.Dataset.from_tensor_slices((paths, boxes, labels))
+    return dataset, coco, load
+
+
+def coco_detection_dataset(image_dir, annotation_path, anchors, image_size=320,
+                           batch_size=8, training=True, shuffle_buffer=1000,
+                           seed=0, image_ids=None, augment="ssd",
+                           input_context=None):
+    """Batched SSD training / evaluation data from a COCO-format folder.
+
+    Args:
+        image_dir: folder of the images named in the annotation file.
+        annotation_path: COCO ``instances_*.json``.
+        anchors: ``(A, 4)`` the model's anchors (``SSDLite.anchors``).
+        training: shuffle, repeat, augment, drop the remainder.
+        augment: one of :data:`AUGMENTATIONS` (see the module docstring);
+            used only when ``training``.
+        image_ids: restrict to these images (default: all in the file).
+        input_context: ``tf.distribute.InputContext``: this pipeline's shard.
+
+    Returns:
+        ``(dataset, annotations)`` — the ``tf.data.Dataset`` and the parsed
+        :class:`~igc_keras.detection.coco.CocoAnnotations`.
+    """
+    transform = detection_transform(anchors, image_size, training, augment,
+                                    seed)
+    dataset, coco, load = coco_folder_examples(image_dir, annotation_path,
+                                               image_ids)
+    dataset = _shard(dataset, input_context)
     if training:
-        dataset = dataset.shuffle(min(shuffle_buffer, len(records)), seed=seed,
-                                  reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.shuffle(min(shuffle_buffer, len(coco.images)),
+                                  seed=seed, reshuffle_each_iteration=True
+                                  ).repeat()
+    dataset = dataset.map(lambda *x: transform(*load(*x)),
+                          num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     return dataset.prefetch(tf.data.AUTOTUNE), coco
+
+
+def _shard(dataset, input_context):
+    if input_context and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines,
+                                input_context.input_pipeline_id)
+    return dataset
+
+
+def tfds_coco_examples(name="coco/2017", split="train", data_dir=None):
+    """TFDS ``coco/2017`` as ``(image, boxes, labels)`` (crowd objects
+    dropped). TFDS labels are contiguous in category-id order, the same as
+    :class:`~igc_keras.detection.coco.CategoryMap`'s."""
+    import tensorflow_datasets as tfds
+    dataset = tfds.load(name, split=split, data_dir=data_dir,
+                        download=False)
+
+    def unpack(example):
+        objects = example["objects"]
+        keep = tf.logical_not(objects["is_crowd"])
+        return (example["image"], tf.boolean_mask(objects["bbox"], keep),
+                tf.boolean_mask(objects["label"], keep))
+    return dataset.map(unpack, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def detection_dataset(data, anchors, image_size, batch_size,
+                      input_context=None, key="task.train_data", seed=0,
+                      drop_remainder=None):
+    """The recipe trainer's detection input for one ``DataConfig``.
+
+    ``data.source``: ``coco`` (``data_dir`` = image folder,
+    ``annotation_file`` = its ``instances_*.json``) or ``tfds``
+    (``coco/2017``). ``data.augmentation`` is one of :data:`AUGMENTATIONS`.
+    """
+    training = data.is_training
+    augment = data.augmentation if training else "none"
+    transform = detection_transform(anchors, image_size, training, augment,
+                                    seed)
+    if data.source == "coco":
+        try:
+            dataset, coco, load = coco_folder_examples(
+                data.data_dir, data.annotation_file, key=f"{key}.data_dir")
+        except ValueError as error:
+            raise ValueError(f"{key}: {error}") from error
+        dataset = _shard(dataset, input_context).map(
+            load, num_parallel_calls=tf.data.AUTOTUNE)
+        size = len(coco.images)
+    elif data.source == "tfds":
+        dataset = _shard(tfds_coco_examples(data.name, data.split,
+                                            data.data_dir), input_context)
+        size = data.shuffle_buffer
+    else:
+        raise ValueError(f"{key}.source={data.source!r}: detection reads "
+                         f"'coco' (a COCO-format folder) or 'tfds' (coco/2017).")
+    if data.cache:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(min(data.shuffle_buffer, size), seed=seed,
+                                  reshuffle_each_iteration=True).repeat()
+    dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    drop = training if drop_remainder is None else drop_remainder
+    return dataset.batch(batch_size, drop_remainder=drop).prefetch(
+        tf.data.AUTOTUNE)

@@ -1,12 +1,21 @@
 """Object detection with IGC backbones (SSDLite).
 
-Landed so far: the SSDLite networks (:mod:`~igc_keras.detection.ssdlite`),
-SSD anchors (:mod:`~igc_keras.detection.anchors`), matching, box coding and
-per-class NMS post-processing (:mod:`~igc_keras.detection.box_coding`), COCO
-annotations / results / pycocotools evaluation
-(:mod:`~igc_keras.detection.coco`), the SSD loss and the ``SSDLite`` Keras
-model (fit / predict / detect). SSD crop augmentation, recipes, the
-``igc-keras`` detection commands and export follow (issue 6).
+* :mod:`~igc_keras.detection.ssdlite` — the networks (backbone taps, extra
+  layers, heads; IGCV3 with the authors' head, MobileNetV2 with the TF OD
+  API's);
+* :mod:`~igc_keras.detection.anchors` — SSD anchors;
+* :mod:`~igc_keras.detection.box_coding` — matching, box coding, per-class
+  NMS post-processing;
+* :mod:`~igc_keras.detection.losses` — the SSD loss;
+* :mod:`~igc_keras.detection.detector` — ``SSDLite``, the Keras model (fit
+  with the SSD loss, predict decoded boxes, detect in pixels, export);
+* :mod:`~igc_keras.detection.coco` — COCO annotations / results /
+  pycocotools evaluation; :mod:`~igc_keras.detection.evaluation` — COCO mAP
+  of a detector on a folder;
+* :mod:`~igc_keras.detection.visualize` — labelled boxes drawn on images.
+
+Input pipelines and SSD augmentation: :mod:`igc_keras.data.detection`;
+recipe training: ``task.type: detection`` (:mod:`igc_keras.training.tasks`).
 """
 
 from igc_keras.detection.anchors import generate_anchors

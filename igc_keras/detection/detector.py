@@ -14,6 +14,7 @@ normalisation is inside the model (IGCV3: mean subtraction; MobileNetV2:
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from igc_keras.applications.imagenet_utils import preprocessing_layer
@@ -34,12 +35,19 @@ class SSDLite(keras.Model):
         head: ``tf_od_api`` or ``igcv3_authors`` (default: the backbone's).
         backbone_weights: ``None``, ``"imagenet"`` or a weights file.
         score_threshold, iou_threshold, max_detections: post-processing.
+        class_names: ``num_classes`` names (saved with the model; the
+            recipe trainer takes them from the COCO annotation file).
     """
 
     def __init__(self, backbone="igcv3_1.0", num_classes=80, image_size=320,
                  head=None, backbone_weights=None, score_threshold=0.01,
-                 iou_threshold=0.6, max_detections=100, **kwargs):
+                 iou_threshold=0.6, max_detections=100, class_names=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names; "
+                             f"num_classes={num_classes} needs as many.")
+        self.class_names = list(class_names) if class_names else None
         self.backbone_name = backbone
         self.num_classes = num_classes
         self.image_size = image_size
@@ -100,12 +108,13 @@ class SSDLite(keras.Model):
         height, width = image.shape[0], image.shape[1]
         resized = tf.image.resize(tf.cast(image, tf.float32),
                                   (self.image_size, self.image_size))
-        out = self.decode(self(resized[None], training=False))
+        # predict_on_batch: one compiled function for every call
+        out = self.predict_on_batch(resized[None])
         count = int(out["num_detections"][0])
-        scale = tf.constant([height, width, height, width], tf.float32)
-        return {"boxes": (out["boxes"][0, :count] * scale).numpy(),
-                "scores": out["scores"][0, :count].numpy(),
-                "classes": out["classes"][0, :count].numpy()}
+        scale = np.array([height, width, height, width], "float32")
+        return {"boxes": out["boxes"][0, :count] * scale,
+                "scores": out["scores"][0, :count],
+                "classes": out["classes"][0, :count]}
 
     def get_config(self):
         return {"backbone": self.backbone_name, "num_classes": self.num_classes,
@@ -113,4 +122,19 @@ class SSDLite(keras.Model):
                 "score_threshold": self.score_threshold,
                 "iou_threshold": self.iou_threshold,
                 "max_detections": self.max_detections,
-                "name": self.name}
+                "class_names": self.class_names, "name": self.name}
+
+    def export_detections(self, path):
+        """Writes a SavedModel whose ``serve`` signature maps ``images (B, S,
+        S, 3)`` float32 RGB 0..255 to decoded detections: ``boxes (B, K, 4)``
+        normalised ``yxyx``, ``scores (B, K)``, ``classes (B, K)`` contiguous
+        labels, ``num_detections (B,)`` (post-processing inside the graph)."""
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+
+        def serve(images):
+            return self.decode(self(images, training=False))
+        archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec(
+            (None, self.image_size, self.image_size, 3), tf.float32,
+            name="images")])
+        archive.write_out(path, verbose=False)

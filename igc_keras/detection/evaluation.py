@@ -26,13 +26,13 @@ def detect_folder(detector, image_dir, annotation_path, image_ids=None,
         images = tf.stack([tf.image.resize(tf.cast(tf.io.decode_image(
             tf.io.read_file(os.path.join(image_dir, r.file_name)), channels=3,
             expand_animations=False), tf.float32), size) for r in chunk])
-        out = detector.decode(detector(images, training=False))
+        out = detector.predict_on_batch(images)  # decoded, compiled once
         for i, record in enumerate(chunk):
             n = int(out["num_detections"][i])
             results += to_coco_results(
-                record.image_id, out["boxes"][i, :n].numpy(),
-                out["scores"][i, :n].numpy(), out["classes"][i, :n].numpy(),
-                record.height, record.width, coco.categories)
+                record.image_id, out["boxes"][i, :n], out["scores"][i, :n],
+                out["classes"][i, :n], record.height, record.width,
+                coco.categories)
     return results, [r.image_id for r in records]
 
 

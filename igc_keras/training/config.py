@@ -74,19 +74,27 @@ class DataConfig:
 
     #: ``digits`` is scikit-learn's bundled copy of the UCI handwritten
     #: digits (1,797 real 8x8 images, no download): the quickstart's data.
+    #: Detection reads ``coco`` (a COCO-format folder: ``data_dir`` holds
+    #: the images, ``annotation_file`` their ``instances_*.json``) or
+    #: ``tfds`` (``coco/2017``).
     source: str = dataclasses.field(
         default="tfds", metadata=_choice("tfds", "folder", "tfrecord",
-                                         "digits"))
+                                         "digits", "coco"))
     name: str = "imagenet2012"
     data_dir: Optional[str] = None
+    annotation_file: Optional[str] = None
     #: TFDS only: download and prepare the dataset first if it is not yet
     #: (CIFAR; ImageNet needs its manual download and ``data_dir``).
     download: bool = False
     split: str = "train"
     global_batch_size: int = 256
     is_training: bool = True
+    #: classification: ``imagenet``, ``cifar``, ``none``; detection
+    #: (:mod:`igc_keras.data.detection`): ``ssd``, ``tf_od_api``, ``flip``,
+    #: ``none``.
     augmentation: str = dataclasses.field(
-        default="imagenet", metadata=_choice("imagenet", "cifar", "none"))
+        default="imagenet", metadata=_choice("imagenet", "cifar", "none",
+                                             "ssd", "tf_od_api", "flip"))
     crop_fraction: float = 0.875
     min_crop_area: float = 0.08
     shuffle_buffer: int = 10000
@@ -101,6 +109,13 @@ class LossesConfig:
 
 @dataclasses.dataclass
 class TaskConfig:
+    #: ``classification`` (a registry network + softmax) or ``detection``
+    #: (:class:`igc_keras.detection.SSDLite`: ``model.name`` is the backbone,
+    #: ``model.weights`` the backbone's weights, ``model.kwargs`` the
+    #: detector's, e.g. ``head``).
+    type: str = dataclasses.field(
+        default="classification", metadata=_choice("classification",
+                                                   "detection"))
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     validation_data: DataConfig = dataclasses.field(
@@ -314,9 +329,29 @@ def validate(config):
         if not 0 < data.crop_fraction <= 1:
             raise ConfigError(f"task.{key}.crop_fraction must be in (0, 1]; got "
                               f"{data.crop_fraction}.")
-        if data.source in ("folder", "tfrecord") and not data.data_dir:
+        if data.source in ("folder", "tfrecord", "coco") and not data.data_dir:
             raise ConfigError(f"task.{key}.data_dir is required for source="
                               f"{data.source!r}.")
+    task_augmentations = {
+        "classification": ("imagenet", "cifar", "none"),
+        "detection": ("ssd", "tf_od_api", "flip", "none")}[config.task.type]
+    task_sources = {
+        "classification": ("tfds", "folder", "tfrecord", "digits"),
+        "detection": ("coco", "tfds")}[config.task.type]
+    for key in ("train_data", "validation_data"):
+        data = getattr(config.task, key)
+        if data.augmentation not in task_augmentations:
+            raise ConfigError(
+                f"task.{key}.augmentation={data.augmentation!r} is not a "
+                f"{config.task.type} augmentation; allowed: "
+                f"{list(task_augmentations)}.")
+        if data.source not in task_sources:
+            raise ConfigError(
+                f"task.{key}.source={data.source!r} cannot feed "
+                f"{config.task.type}; allowed: {list(task_sources)}.")
+        if data.source == "coco" and not data.annotation_file:
+            raise ConfigError(f"task.{key}.annotation_file is required for "
+                              f"source='coco' (the instances_*.json).")
     if config.task.validation_data.is_training:
         raise ConfigError("task.validation_data.is_training must be false "
                           "(validation reads each image once, unaugmented).")

@@ -29,33 +29,13 @@ from igc_keras.training.distribute import task_label
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
 
-_STATS = ("loss_sum", "top1", "top5", "count")
-
-
-def _replica_stats(labels, logits, loss_sum, k):
-    """Per-replica sums: loss, top-1 hits, top-k hits, examples."""
-    target = tf.argmax(labels, axis=-1, output_type=tf.int32)
-    top1 = tf.reduce_sum(tf.cast(tf.equal(
-        tf.argmax(logits, axis=-1, output_type=tf.int32), target), tf.float32))
-    topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(target, logits, k),
-                                 tf.float32))
-    count = tf.cast(tf.shape(labels)[0], tf.float32)
-    return tf.stack([loss_sum, top1, topk, count])
-
-
-def _summary(stats):
-    loss_sum, top1, top5, count = (float(v) for v in stats)
-    count = max(count, 1.0)
-    return {"loss": loss_sum / count, "top1": top1 / count,
-            "top5": top5 / count}
-
-
-def make_eval_step(model, strategy, loss_fn, k):
-    """``tf.function``: one distributed batch -> summed stats (4,)."""
+def make_eval_step(task, model, strategy, loss_fn):
+    """``tf.function``: one distributed batch -> the task's summed stats."""
 
     def replica_step(images, labels):
-        logits = tf.cast(model(images, training=False), tf.float32)
-        return _replica_stats(labels, logits, loss_fn(labels, logits), k)
+        outputs = model(images, training=False)
+        loss_sum = task.replica_loss_sum(labels, outputs, loss_fn)
+        return task.replica_stats(labels, outputs, loss_sum)
 
     @tf.function
     def eval_step(batch):
@@ -65,14 +45,15 @@ def make_eval_step(model, strategy, loss_fn, k):
     return eval_step
 
 
-def evaluate_distributed(model, strategy, dataset, loss_fn, k, steps=None):
-    """Loss / top-1 / top-k over a distributed dataset, every replica's share.
+def evaluate_distributed(task, model, strategy, dataset, steps=None):
+    """The task's metrics (classification: loss / top-1 / top-k; detection:
+    loss) over a distributed dataset, every replica's share.
 
     Uses ``get_next_as_optional`` so workers whose shards end at different
     batches stay in step (no collective is left waiting).
     """
-    eval_step = make_eval_step(model, strategy, loss_fn, k)
-    totals = np.zeros(4)
+    eval_step = make_eval_step(task, model, strategy, task.loss("sum"))
+    totals = np.zeros(len(task.stat_names))
     iterator = iter(dataset)
     done = 0
     while steps is None or done < steps:
@@ -81,15 +62,16 @@ def evaluate_distributed(model, strategy, dataset, loss_fn, k, steps=None):
             break
         totals += eval_step(optional.get_value()).numpy()
         done += 1
-    return _summary(totals)
+    return task.summarize(totals)
 
 
 class CustomLoop:
     """Trains ``config`` with the prepared ``setup`` (see ``trainer.prepare``)."""
 
     def __init__(self, config, setup):
-        from igc_keras.training import trainer
+        from igc_keras.training.tasks import get_task
         self.config = config
+        self.task = task = get_task(config)
         self.strategy = setup["strategy"]
         self.steps_per_epoch = setup["steps_per_epoch"]
         self.chief = setup["chief"]
@@ -97,9 +79,8 @@ class CustomLoop:
         self.validation_ds = setup["validation_ds"]
         self.model_dir = config.trainer.model_dir
         self.global_batch = config.task.train_data.global_batch_size
-        self.k = min(5, config.task.model.num_classes)
         with self.strategy.scope():
-            self.model = trainer.build_model(config, setup["implementation"])
+            self.model = task.build_model(setup["implementation"])
             schedule = learning_rate_schedule(config.trainer, self.global_batch,
                                               self.steps_per_epoch)
             optimizer = build_optimizer(config, schedule)
@@ -107,7 +88,7 @@ class CustomLoop:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
-            self.loss_fn = trainer.loss_function(config, reduction="sum")
+            self.loss_fn = task.loss(reduction="sum")
         self.checkpoint = tf.train.Checkpoint(model=self.model,
                                               optimizer=self.optimizer)
         self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
@@ -123,14 +104,14 @@ class CustomLoop:
     # --------------------------------------------------------------- steps
     def _train_function(self):
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
-        loss_fn, global_batch, k = self.loss_fn, self.global_batch, self.k
+        loss_fn, global_batch, task = self.loss_fn, self.global_batch, self.task
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         replicas = strategy.num_replicas_in_sync
 
         def replica_step(images, labels):
             with tf.GradientTape() as tape:
-                logits = tf.cast(model(images, training=True), tf.float32)
-                loss_sum = loss_fn(labels, logits)
+                outputs = model(images, training=True)
+                loss_sum = task.replica_loss_sum(labels, outputs, loss_fn)
                 loss = loss_sum / global_batch
                 if model.losses:
                     loss += tf.add_n(model.losses) / replicas
@@ -138,11 +119,11 @@ class CustomLoop:
             variables = model.trainable_variables
             grads = tape.gradient(to_differentiate, variables)
             optimizer.apply_gradients(zip(grads, variables))
-            return _replica_stats(labels, logits, loss_sum, k)
+            return task.replica_stats(labels, outputs, loss_sum)
 
         @tf.function
         def train_steps(iterator, count):
-            totals = tf.zeros([4])
+            totals = tf.zeros([len(task.stat_names)])
             for _ in tf.range(count):
                 per_replica = strategy.run(replica_step, args=next(iterator))
                 totals += strategy.reduce(tf.distribute.ReduceOp.SUM,
@@ -174,10 +155,13 @@ class CustomLoop:
     def _best_so_far(self):
         path = os.path.join(self.model_dir, "log.csv")
         if not os.path.exists(path):
-            return -1.0
+            return None
         with open(path) as handle:
-            return max([float(row["val_top1"]) for row in csv.DictReader(handle)]
-                       or [-1.0])
+            values = [float(row[self.task.monitor])
+                      for row in csv.DictReader(handle)]
+        if not values:
+            return None
+        return max(values) if self.task.mode == "max" else min(values)
 
     # --------------------------------------------------------------- run
     def run(self):
@@ -206,7 +190,7 @@ class CustomLoop:
         while step < total:
             epoch, start = divmod(step, self.steps_per_epoch)
             end = (epoch + 1) * self.steps_per_epoch
-            totals = np.zeros(4)
+            totals = np.zeros(len(self.task.stat_names))
             began = time.time()
             while step < end:
                 # stop at the epoch end and at every checkpoint boundary
@@ -215,12 +199,12 @@ class CustomLoop:
                 step += count
                 if step % every == 0 and step < end:
                     self._save(step)
-            logs = {k: v for k, v in _summary(totals).items()}
+            logs = dict(self.task.summarize(totals))
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.optimizer.learning_rate))
             logs.update({f"val_{k}": v for k, v in evaluate_distributed(
-                model, self.strategy, self.validation_ds, self.loss_fn,
-                self.k, config.trainer.validation_steps).items()})
+                self.task, model, self.strategy, self.validation_ds,
+                config.trainer.validation_steps).items()})
             self._save(step)
             self._log(writer, epoch, logs)
             print(f"Epoch {epoch + 1}/{config.trainer.epochs} "
@@ -230,9 +214,11 @@ class CustomLoop:
                   flush=True)
             if self.chief:
                 model.save(os.path.join(self.model_dir, "last.keras"))
-                if (config.trainer.checkpoint.keep_best and
-                        logs["val_top1"] > best):
-                    best = logs["val_top1"]
+                value = logs[self.task.monitor]
+                improved = best is None or (value > best if self.task.mode ==
+                                            "max" else value < best)
+                if config.trainer.checkpoint.keep_best and improved:
+                    best = value
                     model.save(os.path.join(self.model_dir, "best.keras"))
         if config.trainer.ema.enabled:
             self.optimizer.finalize_variable_values(model.trainable_variables)

@@ -24,17 +24,13 @@ import os
 import keras
 import tensorflow as tf
 
-import igc_keras
-from igc_keras.applications.imagenet_utils import preprocessing_layer
-from igc_keras.data.classification import (build_classification_dataset,
-                                           dataset_size)
-from igc_keras.layers import group_conv_implementation
 from igc_keras.layers.group_conv import resolve_group_conv_implementation
 from igc_keras.training.config import ConfigError
 from igc_keras.training.distribute import (get_strategy, is_chief,
                                            per_replica_batch_size)
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
+from igc_keras.training.tasks import ClassificationTask, get_task
 
 
 # ------------------------------------------------------------- checks
@@ -46,15 +42,16 @@ def check_inputs(config):
         source does not store them (TFRecords).
     """
     sizes = []
+    task = get_task(config)
     for key in ("train_data", "validation_data"):
         data = getattr(config.task, key)
-        if data.source in ("folder", "tfrecord") and not (
+        if data.source in ("folder", "tfrecord", "coco") and not (
                 tf.io.gfile.exists(data.data_dir) or
                 tf.io.gfile.glob(data.data_dir)):
             raise ConfigError(f"task.{key}.data_dir={data.data_dir!r} does not "
                               f"exist.")
         try:
-            size = dataset_size(data, f"task.{key}")
+            size = task.data_size(data, f"task.{key}")
         except ValueError as error:
             raise ConfigError(str(error)) from error
         if size == 0:
@@ -97,55 +94,25 @@ def group_conv_choice(config, strategy):
 
 # ------------------------------------------------------------- builders
 def build_model(config, implementation="native"):
-    """The registry network with logits, behind its preprocessing layer.
-
-    Returns:
-        ``keras.Model``: ``(batch, H, W, 3)`` RGB 0..255 -> ``(batch,
-        num_classes)`` float32 logits.
-    """
-    spec = config.task.model
-    shape = tuple(spec.input_size)
-    try:
-        with group_conv_implementation(implementation):
-            network = igc_keras.create_model(
-                spec.name, input_shape=shape, classes=spec.num_classes,
-                classifier_activation=None, weights=spec.weights, **spec.kwargs)
-    except (ValueError, TypeError, KeyError) as error:
-        raise ConfigError(f"task.model (name={spec.name!r}, kwargs="
-                          f"{spec.kwargs}): {error}") from error
-    inputs = keras.Input(shape, name="images")
-    if spec.input_mean is None and spec.input_std is None:
-        normalize = preprocessing_layer(spec.name)
-    else:
-        std = spec.input_std or [1.0, 1.0, 1.0]
-        normalize = keras.layers.Normalization(
-            mean=spec.input_mean or [0.0, 0.0, 0.0],
-            variance=[s * s for s in std], name="preprocessing")
-    outputs = network(normalize(inputs))
-    return keras.Model(inputs, outputs, name=f"{network.name}_classifier")
+    """The recipe's model (see :mod:`igc_keras.training.tasks`): logits for
+    classification, an :class:`~igc_keras.detection.SSDLite` for detection.
+    Inputs are RGB 0..255."""
+    return get_task(config).build_model(implementation)
 
 
 def loss_function(config, reduction="sum_over_batch_size"):
-    return keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=config.task.losses.label_smoothing,
-        reduction=reduction)
-
-
-def metrics(config):
-    return [keras.metrics.CategoricalAccuracy(name="top1"),
-            keras.metrics.TopKCategoricalAccuracy(
-                min(5, config.task.model.num_classes), name="top5")]
+    """The classification loss (softmax cross-entropy, label smoothing)."""
+    return ClassificationTask(config).loss(reduction)
 
 
 def distributed_datasets(config, strategy, which=("train_data",
                                                   "validation_data")):
     """Per-replica pipelines (``distribute_datasets_from_function``).
 
-    Images are float32 0..255, labels one-hot; each replica reads
+    Images are float32 0..255 with the task's targets; each replica reads
     ``global_batch_size / replicas`` examples per step.
     """
-    size = tuple(config.task.model.input_size[:2])
-    classes = config.task.model.num_classes
+    task = get_task(config)
     static = isinstance(strategy, tf.distribute.TPUStrategy)
     datasets = []
     for key in which:
@@ -155,11 +122,7 @@ def distributed_datasets(config, strategy, which=("train_data",
 
         def dataset_fn(context, data=data, key=key):
             batch = context.get_per_replica_batch_size(data.global_batch_size)
-            dataset = build_classification_dataset(
-                data, size, batch, context, key=f"task.{key}",
-                deterministic=config.runtime.deterministic,
-                seed=config.runtime.seed, drop_remainder=static)
-            return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
+            return task.dataset(data, f"task.{key}", batch, context, static)
         datasets.append(strategy.distribute_datasets_from_function(dataset_fn))
     return datasets
 
@@ -198,12 +161,13 @@ def _fit(config, setup):
     strategy, steps = setup["strategy"], setup["steps_per_epoch"]
     model_dir = config.trainer.model_dir
     global_batch = config.task.train_data.global_batch_size
+    task = get_task(config)
     with strategy.scope():
-        model = build_model(config, setup["implementation"])
+        model = task.build_model(setup["implementation"])
         schedule = learning_rate_schedule(config.trainer, global_batch, steps)
         model.compile(optimizer=build_optimizer(config, schedule),
-                      loss=loss_function(config), metrics=metrics(config),
-                      steps_per_execution=config.runtime.steps_per_execution)
+                      steps_per_execution=config.runtime.steps_per_execution,
+                      **task.compile_arguments())
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
         keras.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"),
@@ -213,8 +177,8 @@ def _fit(config, setup):
     ]
     if config.trainer.checkpoint.keep_best:
         callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(model_dir, "best.keras"), monitor="val_top1",
-            mode="max", save_best_only=True))
+            os.path.join(model_dir, "best.keras"), monitor=task.monitor,
+            mode=task.mode, save_best_only=True))
     history = model.fit(setup["train_ds"], epochs=config.trainer.epochs,
                         steps_per_epoch=steps,
                         validation_data=setup["validation_ds"],
@@ -256,9 +220,13 @@ def train(config):
                   "steps_per_epoch": setup["steps_per_epoch"],
                   "steps": steps, "final": final}
         if setup["chief"]:
+            task = get_task(config)
+            if config.task.type == "detection" and (
+                    config.task.validation_data.source == "coco"):
+                result["coco_eval"] = coco_evaluation(config, model)
             if config.trainer.checkpoint.export_saved_model:
-                model.export(os.path.join(config.trainer.model_dir, "export"),
-                             verbose=False)
+                task.export(model, os.path.join(config.trainer.model_dir,
+                                                "export"))
             _write_result(config.trainer.model_dir, result)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -286,22 +254,50 @@ def load_for_evaluation(config, checkpoint, implementation="native"):
     return model
 
 
-def evaluate(config, checkpoint):
-    """Loss / top-1 / top-5 of ``checkpoint`` on ``task.validation_data``.
+def coco_evaluation(config, detector):
+    """COCO box AP etc. (pycocotools) of ``detector`` on
+    ``task.validation_data`` (a COCO-format folder), at most
+    ``validation_steps x global_batch_size`` images when those are set."""
+    from igc_keras.detection.coco import load_coco_annotations
+    from igc_keras.detection.evaluation import evaluate_detector
+    data = config.task.validation_data
+    if data.source != "coco":
+        raise ConfigError(
+            f"task.validation_data.source={data.source!r}: COCO evaluation "
+            f"reads a COCO-format folder (source: coco, data_dir, "
+            f"annotation_file), which pycocotools scores against.")
+    image_ids = None
+    if config.trainer.validation_steps:
+        limit = config.trainer.validation_steps * data.global_batch_size
+        image_ids = [r.image_id for r in load_coco_annotations(
+            data.annotation_file).images[:limit]]
+    return evaluate_detector(detector, data.data_dir, data.annotation_file,
+                             image_ids=image_ids,
+                             batch_size=data.global_batch_size)
 
-    Runs under the recipe's strategy (every worker of a cluster runs it).
+
+def evaluate(config, checkpoint):
+    """Scores ``checkpoint`` on ``task.validation_data``.
+
+    Classification: loss / top-1 / top-5, under the recipe's strategy (every
+    worker of a cluster runs it). Detection: COCO AP, AP50, AP75, APs, APm,
+    APl and recalls from pycocotools (:func:`coco_evaluation`).
 
     Returns:
-        ``{"loss": ..., "top1": ..., "top5": ...}``.
+        ``{"loss": ..., "top1": ..., "top5": ...}`` or the COCO stats.
     """
     from igc_keras.training.custom_loop import evaluate_distributed
     check_inputs(config)
+    if config.task.type == "detection":
+        implementation = resolve_group_conv_implementation(
+            config.task.model.group_conv_implementation)
+        return coco_evaluation(config, load_for_evaluation(
+            config, checkpoint, implementation))
     strategy = get_strategy(config.runtime)
     (validation_ds,) = distributed_datasets(config, strategy,
                                             ("validation_data",))
     with strategy.scope():
         model = load_for_evaluation(config, checkpoint,
                                     group_conv_choice(config, strategy))
-    return evaluate_distributed(
-        model, strategy, validation_ds, loss_function(config, "sum"),
-        min(5, config.task.model.num_classes), config.trainer.validation_steps)
+    return evaluate_distributed(get_task(config), model, strategy,
+                                validation_ds, config.trainer.validation_steps)

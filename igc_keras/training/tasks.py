@@ -1,0 +1,231 @@
+"""What a recipe trains: the task (Model Garden's ``Task``), one per type.
+
+Both training loops (:mod:`~igc_keras.training.trainer` ``fit`` and
+:mod:`~igc_keras.training.custom_loop`) ask the task for its model, its
+input pipelines, its loss and its running statistics, so one loop trains
+either:
+
+* :class:`ClassificationTask` — a registry network behind its preprocessing
+  layer, softmax cross-entropy (label smoothing), top-1 / top-5;
+  best checkpoint by ``val_top1``.
+* :class:`DetectionTask` — :class:`igc_keras.detection.SSDLite` on a registry
+  backbone, the SSD loss, COCO-format or TFDS ``coco/2017`` input with SSD
+  augmentation; best checkpoint by ``val_loss``; evaluation is COCO mAP
+  (pycocotools) on ``task.validation_data``.
+
+Replica statistics are sums (reduced with ``SUM`` across replicas) whose
+last entry is the example count; :meth:`summarize` turns them into means.
+"""
+
+import keras
+import tensorflow as tf
+
+import igc_keras
+from igc_keras.applications.imagenet_utils import preprocessing_layer
+from igc_keras.data.classification import (build_classification_dataset,
+                                           dataset_size)
+from igc_keras.layers import group_conv_implementation
+from igc_keras.training.config import ConfigError
+
+
+class ClassificationTask:
+    """Image classification (see the module docstring)."""
+
+    monitor, mode = "val_top1", "max"
+    stat_names = ("loss_sum", "top1", "top5", "count")
+
+    def __init__(self, config):
+        self.config = config
+        self.k = min(5, config.task.model.num_classes)
+
+    def build_model(self, implementation="native"):
+        """``(batch, H, W, 3)`` RGB 0..255 -> ``(batch, num_classes)`` float32
+        logits: the registry network behind its preprocessing layer."""
+        spec = self.config.task.model
+        shape = tuple(spec.input_size)
+        try:
+            with group_conv_implementation(implementation):
+                network = igc_keras.create_model(
+                    spec.name, input_shape=shape, classes=spec.num_classes,
+                    classifier_activation=None, weights=spec.weights,
+                    **spec.kwargs)
+        except (ValueError, TypeError, KeyError) as error:
+            raise ConfigError(f"task.model (name={spec.name!r}, kwargs="
+                              f"{spec.kwargs}): {error}") from error
+        inputs = keras.Input(shape, name="images")
+        if spec.input_mean is None and spec.input_std is None:
+            normalize = preprocessing_layer(spec.name)
+        else:
+            std = spec.input_std or [1.0, 1.0, 1.0]
+            normalize = keras.layers.Normalization(
+                mean=spec.input_mean or [0.0, 0.0, 0.0],
+                variance=[s * s for s in std], name="preprocessing")
+        outputs = network(normalize(inputs))
+        return keras.Model(inputs, outputs, name=f"{network.name}_classifier")
+
+    def loss(self, reduction="sum_over_batch_size"):
+        return keras.losses.CategoricalCrossentropy(
+            from_logits=True,
+            label_smoothing=self.config.task.losses.label_smoothing,
+            reduction=reduction)
+
+    def metrics(self):
+        return [keras.metrics.CategoricalAccuracy(name="top1"),
+                keras.metrics.TopKCategoricalAccuracy(self.k, name="top5")]
+
+    def compile_arguments(self):
+        """``model.compile`` arguments besides the optimizer."""
+        return {"loss": self.loss(), "metrics": self.metrics()}
+
+    def data_size(self, data, key):
+        """Examples in a ``DataConfig`` (None when not stored)."""
+        return dataset_size(data, key)
+
+    def dataset(self, data, key, batch, input_context, drop_remainder):
+        """One replica's batches: ``(images float32 0..255, one-hot)``."""
+        classes = self.config.task.model.num_classes
+        dataset = build_classification_dataset(
+            data, tuple(self.config.task.model.input_size[:2]), batch,
+            input_context, key=key, deterministic=self.config.runtime
+            .deterministic, seed=self.config.runtime.seed,
+            drop_remainder=drop_remainder)
+        return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
+
+    def replica_loss_sum(self, labels, outputs, loss_fn):
+        """The replica's loss summed over its examples."""
+        return loss_fn(labels, tf.cast(outputs, tf.float32))
+
+    def replica_stats(self, labels, outputs, loss_sum):
+        """``(loss sum, top-1 hits, top-k hits, examples)``."""
+        logits = tf.cast(outputs, tf.float32)
+        target = tf.argmax(labels, axis=-1, output_type=tf.int32)
+        top1 = tf.reduce_sum(tf.cast(tf.equal(
+            tf.argmax(logits, axis=-1, output_type=tf.int32), target),
+            tf.float32))
+        topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(target, logits, self.k),
+                                     tf.float32))
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return tf.stack([loss_sum, top1, topk, count])
+
+    def export(self, model, path):
+        """SavedModel whose ``serve`` takes RGB 0..255 -> logits."""
+        model.export(path, verbose=False)
+
+    def summarize(self, totals):
+        loss_sum, top1, top5, count = (float(v) for v in totals)
+        count = max(count, 1.0)
+        return {"loss": loss_sum / count, "top1": top1 / count,
+                "top5": top5 / count}
+
+
+class DetectionTask:
+    """SSDLite object detection (see the module docstring)."""
+
+    monitor, mode = "val_loss", "min"
+    stat_names = ("loss_sum", "count")
+
+    def __init__(self, config):
+        self.config = config
+        spec = config.task.model
+        height, width = spec.input_size[:2]
+        if height != width or height % 32:
+            raise ConfigError(f"task.model.input_size must be square with a "
+                              f"side that is a multiple of 32 for detection; "
+                              f"got {spec.input_size}.")
+        self.image_size = height
+        from igc_keras.detection.ssdlite import BACKBONES
+        if spec.name not in BACKBONES:
+            raise ConfigError(f"task.model.name={spec.name!r} is not a "
+                              f"detection backbone; allowed: "
+                              f"{sorted(BACKBONES)}.")
+        self.head = spec.kwargs.get("head") or BACKBONES[spec.name].default_head
+
+    def build_model(self, implementation="native"):
+        """:class:`~igc_keras.detection.SSDLite` for the recipe."""
+        from igc_keras.detection import SSDLite
+        spec = self.config.task.model
+        kwargs = dict(spec.kwargs)
+        if "class_names" not in kwargs:
+            kwargs["class_names"] = self.class_names()
+        try:
+            with group_conv_implementation(implementation):
+                return SSDLite(spec.name, num_classes=spec.num_classes,
+                               image_size=self.image_size,
+                               backbone_weights=spec.weights, **kwargs)
+        except (ValueError, TypeError, KeyError) as error:
+            raise ConfigError(f"task.model (name={spec.name!r}, kwargs="
+                              f"{spec.kwargs}): {error}") from error
+
+    def class_names(self):
+        """The training annotation file's category names (None when the
+        input is not a COCO-format folder or the count differs)."""
+        data = self.config.task.train_data
+        if data.source != "coco":
+            return None
+        from igc_keras.detection.coco import load_coco_annotations
+        names = load_coco_annotations(data.annotation_file).categories.names
+        if len(names) != self.config.task.model.num_classes:
+            raise ConfigError(
+                f"task.model.num_classes={self.config.task.model.num_classes}"
+                f" but task.train_data.annotation_file "
+                f"{data.annotation_file!r} has {len(names)} categories.")
+        return names
+
+    @property
+    def anchors(self):
+        from igc_keras.detection.anchors import generate_anchors
+        return generate_anchors(self.head, self.image_size)
+
+    def loss(self, reduction=None):
+        """Not a Keras loss: ``SSDLite.compute_loss`` holds the SSD loss."""
+        return None
+
+    def compile_arguments(self):
+        return {}
+
+    def data_size(self, data, key):
+        if data.source == "coco":
+            from igc_keras.detection.coco import load_coco_annotations
+            try:
+                coco = load_coco_annotations(data.annotation_file)
+            except ValueError as error:
+                raise ValueError(f"{key}.annotation_file: {error}") from error
+            return len(coco.images)
+        return dataset_size(data, key)
+
+    def dataset(self, data, key, batch, input_context, drop_remainder):
+        """One replica's batches: ``(images, {"boxes", "classes"})``."""
+        from igc_keras.data.detection import detection_dataset
+        return detection_dataset(data, self.anchors, self.image_size, batch,
+                                 input_context, key=key,
+                                 seed=self.config.runtime.seed,
+                                 drop_remainder=drop_remainder or None)
+
+    def replica_loss_sum(self, labels, outputs, loss_fn=None):
+        """The replica's SSD loss (normalised by its matches) x its batch, so
+        that dividing by the global batch averages the replicas' losses."""
+        from igc_keras.detection.losses import ssd_loss
+        loss, _ = ssd_loss(labels["boxes"], labels["classes"],
+                           outputs["boxes"], outputs["classes"])
+        return loss * tf.cast(tf.shape(labels["classes"])[0], tf.float32)
+
+    def replica_stats(self, labels, outputs, loss_sum):
+        return tf.stack([loss_sum, tf.cast(tf.shape(labels["classes"])[0],
+                                           tf.float32)])
+
+    def export(self, model, path):
+        """SavedModel whose ``serve`` returns decoded detections
+        (:meth:`~igc_keras.detection.SSDLite.export_detections`)."""
+        model.export_detections(path)
+
+    def summarize(self, totals):
+        loss_sum, count = (float(v) for v in totals)
+        return {"loss": loss_sum / max(count, 1.0)}
+
+
+TASKS = {"classification": ClassificationTask, "detection": DetectionTask}
+
+
+def get_task(config):
+    """The task object for ``config.task.type``."""
+    return TASKS[config.task.type](config)

@@ -1,0 +1,277 @@
+"""Detection through the recipe trainer, the SSD augmentations, export,
+``igc-keras evaluate`` (COCO mAP) and ``igc-keras detect`` on real COCO
+images (``../shared/data/coco_mini``)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from igc_keras.training.config import ConfigError, load_experiment
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                    "coco_mini")
+TRAIN_JSON = os.path.join(ROOT, "annotations", "instances_train2017.json")
+VAL_JSON = os.path.join(ROOT, "annotations", "instances_val2017.json")
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "recipes",
+                      "coco_ssdlite_igcv3_gpu.yaml")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def _overrides(model_dir, **extra):
+    """The GPU recipe cut down to CPU size: 128 px, batch 4, 2x2 steps,
+    COCO evaluation on the first 4 val images."""
+    values = {
+        "runtime.distribution_strategy": "one_device",
+        "runtime.mixed_precision_dtype": "float32",
+        "runtime.steps_per_execution": 1,
+        "task.model.input_size": "[128, 128, 3]",
+        "task.train_data.data_dir": os.path.join(ROOT, "train2017"),
+        "task.train_data.annotation_file": TRAIN_JSON,
+        "task.train_data.global_batch_size": 4,
+        "task.validation_data.data_dir": os.path.join(ROOT, "val2017"),
+        "task.validation_data.annotation_file": VAL_JSON,
+        "task.validation_data.global_batch_size": 4,
+        "trainer.epochs": 2, "trainer.steps_per_epoch": 2,
+        "trainer.validation_steps": 1, "trainer.warmup.epochs": 0,
+        "trainer.model_dir": model_dir, **extra}
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+def test_detection_recipe_trains_exports_evaluates_and_detects(tmp_path):
+    import keras
+
+    from igc_keras.cli import main
+    from igc_keras.detection import SSDLite
+    from igc_keras.detection.coco import load_coco_annotations
+    from igc_keras.training.trainer import evaluate, train
+
+    model_dir = str(tmp_path / "run")
+    config = load_experiment(RECIPE, _overrides(model_dir))
+    model, result = train(config)
+    assert result["loop"] == "fit" and result["steps"] == 4
+    assert np.isfinite(result["final"]["loss"])
+    assert np.isfinite(result["final"]["val_loss"])
+    stats = result["coco_eval"]
+    assert stats["images"] == 4 and stats["detections"] > 0
+    assert set(stats) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+
+    # the saved model is an SSDLite that knows the COCO names
+    loaded = keras.saving.load_model(os.path.join(model_dir, "last.keras"))
+    assert isinstance(loaded, SSDLite)
+    names = load_coco_annotations(TRAIN_JSON).categories.names
+    assert loaded.class_names == names and names[0] == "person"
+
+    # the SavedModel returns the same decoded detections as the model
+    record = load_coco_annotations(VAL_JSON).images[0]
+    photo = os.path.join(ROOT, "val2017", record.file_name)
+    image = tf.image.resize(tf.cast(tf.io.decode_jpeg(tf.io.read_file(
+        photo), channels=3), tf.float32), (128, 128))[None]
+    exported = tf.saved_model.load(os.path.join(model_dir, "export"))
+    served = exported.serve(image)  # (keep `exported` alive while serving)
+    direct = model.predict_on_batch(image)
+    count = int(direct["num_detections"][0])
+    assert int(served["num_detections"][0]) == count > 0
+    np.testing.assert_allclose(served["scores"][0, :count],
+                               direct["scores"][0, :count], atol=1e-5)
+    np.testing.assert_allclose(served["boxes"][0, :count],
+                               direct["boxes"][0, :count], atol=1e-4)
+
+    # igc-keras evaluate scores last.keras as the run did at its end
+    evaluated = evaluate(config, os.path.join(model_dir, "last.keras"))
+    assert evaluated["detections"] == stats["detections"]
+    assert evaluated["AP"] == pytest.approx(stats["AP"], abs=1e-6)
+    assert evaluated["mean_score"] == pytest.approx(stats["mean_score"],
+                                                    rel=1e-4)
+
+    # igc-keras detect draws on the photo at its own size
+    out = str(tmp_path / "boxes.png")
+    assert main(["detect", photo, "--model", os.path.join(
+        model_dir, "last.keras"), "--min-score", "0", "-o", out]) == 0
+    drawn = keras.utils.img_to_array(keras.utils.load_img(out))
+    assert drawn.shape == (record.height, record.width, 3)
+    original = tf.io.decode_jpeg(tf.io.read_file(photo)).numpy()
+    assert np.mean(np.abs(drawn - original) > 40) > 0.001  # boxes drawn
+    assert main(["detect", str(tmp_path / "missing.jpg"), "--model", out]) == 2
+    assert main(["detect", photo, "--model", out]) == 2  # not a .keras file
+
+
+def test_detection_custom_loop(tmp_path):
+    """The TPU / multi-worker path (a strategy.run host loop; its
+    multi-replica mechanics are tested with classification in
+    test_trainer.py) trains, checkpoints and evaluates the detector."""
+    model_dir = str(tmp_path / "run")
+    overrides = _overrides(model_dir, **{
+        "runtime.loop": "custom", "trainer.epochs": 1,
+        "trainer.checkpoint.export_saved_model": "false"})
+    run = subprocess.run(
+        [sys.executable, "-m", "igc_keras.cli", "train", RECIPE] +
+        [arg for item in overrides for arg in ("--set", item)],
+        capture_output=True, text=True, env=ENV, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    with open(os.path.join(model_dir, "result.json")) as handle:
+        result = json.load(handle)
+    assert result["loop"] == "custom" and result["replicas"] == 1
+    assert result["steps"] == 2
+    assert np.isfinite(result["final"]["loss"])
+    assert np.isfinite(result["final"]["val_loss"])
+    assert result["coco_eval"]["images"] == 4
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    assert os.path.exists(os.path.join(model_dir, "best.keras"))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("task.train_data.augmentation=imagenet", "task.train_data.augmentation"),
+    ("task.train_data.annotation_file=null", "task.train_data.annotation_file"),
+    ("task.train_data.source=digits", "task.train_data.source"),
+    ("task.model.input_size=[320, 256, 3]", "task.model.input_size"),
+    ("task.model.name=igcv2_1.0", "task.model.name"),
+    ("task.model.num_classes=10", "task.model.num_classes"),
+    ("task.validation_data.data_dir=/nonexistent",
+     "task.validation_data.data_dir"),
+])
+def test_bad_detection_recipes_name_the_key(tmp_path, override, key):
+    from igc_keras.training.trainer import build_model, check_inputs
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config = load_experiment(RECIPE, _overrides(str(tmp_path)) +
+                                 [override])
+        check_inputs(config)
+        build_model(config, "split")
+
+
+def _painted(boxes, height=300, width=400):
+    """A canvas with each box filled with its own grey level."""
+    canvas = np.zeros((height, width, 3), "float32")
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
+        canvas[int(y0 * height):int(y1 * height),
+               int(x0 * width):int(x1 * width)] = 10 * (i + 1)
+    return canvas
+
+
+def test_ssd_random_expand_moves_boxes_with_the_pixels():
+    from igc_keras.data.detection import ssd_random_expand
+    record = [r for r in __import__(
+        "igc_keras.detection.coco", fromlist=["x"]).load_coco_annotations(
+            VAL_JSON).images if 2 <= len(r.boxes) <= 12][0]
+    image = _painted(record.boxes)
+    for seed in range(5):
+        tf.random.set_seed(seed)
+        expanded, boxes = ssd_random_expand(image, record.boxes,
+                                            fill=(255, 255, 255))
+        expanded, boxes = expanded.numpy(), boxes.numpy()
+        assert expanded.shape[0] >= image.shape[0]
+        assert np.all((boxes >= 0) & (boxes <= 1))
+        height, width = expanded.shape[:2]
+        for (y0, x0, y1, x1), old in zip(boxes, record.boxes):
+            # each box centre shows the pixel it showed before the expand
+            cy, cx = (y0 + y1) / 2 * height, (x0 + x1) / 2 * width
+            oy = (old[0] + old[2]) / 2 * image.shape[0]
+            ox = (old[1] + old[3]) / 2 * image.shape[1]
+            assert expanded[int(round(cy - 0.5)), int(round(cx - 0.5)), 0] == \
+                image[int(round(oy - 0.5)), int(round(ox - 0.5)), 0]
+        # the original image sits intact in the canvas
+        assert np.isclose(expanded.astype("float64").sum(axis=(0, 1))[0] - 255 * (
+            height * width - image.shape[0] * image.shape[1]),
+            image.sum(axis=(0, 1))[0], rtol=1e-4)
+
+
+def test_photometric_distort_keeps_range_and_changes_colours():
+    from igc_keras.data.detection import photometric_distort
+    photo = os.path.join(ROOT, "val2017", sorted(os.listdir(
+        os.path.join(ROOT, "val2017")))[0])
+    image = tf.cast(tf.io.decode_jpeg(tf.io.read_file(photo), channels=3),
+                    tf.float32)
+    out = photometric_distort(image, seed=3).numpy()
+    assert out.shape == image.shape
+    assert out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - image.numpy()).mean() > 1.0
+
+
+def test_ssd_augmented_pipeline_yields_valid_targets():
+    """Every augmentation setting on real images: matched anchors exist
+    for most images and every target is finite and in range."""
+    from igc_keras.data.detection import AUGMENTATIONS, coco_detection_dataset
+    from igc_keras.detection.anchors import generate_anchors
+    anchors = generate_anchors("igcv3_authors", 128)
+    for augment in AUGMENTATIONS:
+        dataset, _ = coco_detection_dataset(
+            os.path.join(ROOT, "train2017"), TRAIN_JSON, anchors, 128,
+            batch_size=8, augment=augment, seed=1)
+        images, targets = next(iter(dataset))
+        assert images.shape == (8, 128, 128, 3)
+        assert float(tf.reduce_min(images)) >= 0
+        assert float(tf.reduce_max(images)) <= 255
+        assert np.all(np.isfinite(targets["boxes"].numpy()))
+        classes = targets["classes"].numpy()
+        assert classes.min() >= 0 and classes.max() <= 80
+        assert np.mean((classes > 0).any(axis=1)) >= 0.5, augment
+    with pytest.raises(ValueError, match="augment='mosaic'"):
+        coco_detection_dataset(os.path.join(ROOT, "train2017"), TRAIN_JSON,
+                               anchors, 128, augment="mosaic")
+
+
+@pytest.mark.slow
+def test_overfits_coco_training_images_to_stated_map(tmp_path):
+    """README figure: IGCV3-SSDLite from scratch on the first 16 coco_mini
+    training images (160 px, no augmentation, 200 epochs, Adam 2e-3
+    cosine) scores AP 0.873 / AP50 0.996 on them (pycocotools)."""
+    script = os.path.join(os.path.dirname(__file__), "..", "applications",
+                          "train_detector.py")
+    run = subprocess.run(
+        [sys.executable, script, "--images", os.path.join(ROOT, "train2017"),
+         "--annotations", TRAIN_JSON, "--image-size", "160", "--batch", "8",
+         "--epochs", "200", "--max-images", "16", "--augment", "none",
+         "--lr", "2e-3", "--output", str(tmp_path)],
+        capture_output=True, text=True, env=ENV, timeout=3600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(tmp_path / "coco_eval.json") as handle:
+        stats = json.load(handle)
+    assert stats["images"] == 16
+    assert stats["AP50"] >= 0.9 and stats["AP"] >= 0.7
+
+
+def test_bad_input_never_crashes_the_augmented_pipeline(tmp_path):
+    """A grayscale photo, an image without boxes, degenerate, out-of-range
+    and crowd boxes (real images): many SSD-augmented epochs, no crash, and
+    every batch's targets are valid."""
+    from igc_keras.data.detection import coco_detection_dataset
+    from igc_keras.detection.anchors import generate_anchors
+    from igc_keras.detection.coco import load_coco_annotations
+    records = load_coco_annotations(VAL_JSON).images[:3]
+    images = []
+    for i, record in enumerate(records):
+        pixels = tf.io.decode_jpeg(tf.io.read_file(os.path.join(
+            ROOT, "val2017", record.file_name)), channels=3)
+        if i == 1:
+            pixels = tf.image.rgb_to_grayscale(pixels)
+        name = f"{i}.jpg"
+        tf.io.write_file(str(tmp_path / name), tf.io.encode_jpeg(pixels))
+        images.append({"id": i + 1, "file_name": name,
+                       "height": record.height, "width": record.width})
+    annotations = [  # image 3 has none
+        {"id": 1, "image_id": 1, "category_id": 1,
+         "bbox": [20, 30, 120, 90]},
+        {"id": 2, "image_id": 1, "category_id": 18,
+         "bbox": [-40, -10, 100, 5000]},  # out of range: clipped
+        {"id": 3, "image_id": 2, "category_id": 1,
+         "bbox": [10, 10, 0, 25]},  # degenerate: dropped
+        {"id": 4, "image_id": 2, "category_id": 18, "bbox": [50, 60, 70, 40]},
+        {"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 200, 200],
+         "iscrowd": 1}]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({
+        "images": images, "annotations": annotations,
+        "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]}))
+    anchors = generate_anchors("igcv3_authors", 128)
+    dataset, coco = coco_detection_dataset(str(tmp_path), str(path), anchors,
+                                           128, batch_size=2, seed=0)
+    assert coco.dropped_degenerate == 1 and coco.crowd == 1
+    for images_batch, targets in dataset.take(30):
+        assert images_batch.shape == (2, 128, 128, 3)
+        assert np.all(np.isfinite(targets["boxes"].numpy()))
+        classes = targets["classes"].numpy()
+        assert classes.min() >= 0 and classes.max() <= 2
