@@ -19,6 +19,10 @@ setup(
         "scikit-learn",  # the quickstart's bundled digits dataset
         "pycocotools",  # COCO detection evaluation
         "opencv-python-headless",  # keras.visualization box drawing (detect)
+        # QAT / pruning (igc_keras.optimize): tfmot runs on tf_keras (Keras 2)
+        # only; both are imported lazily, never with the package
+        "tensorflow-model-optimization==0.8.*",
+        "tf_keras==2.21.*",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout"],

@@ -1,5 +1,5 @@
 """The ``igc-keras`` command line. Subcommands: ``models``, ``convert``,
-``finetune``, ``train``, ``evaluate``, ``detect``."""
+``finetune``, ``train``, ``evaluate``, ``detect``, ``export``, ``bench``."""
 
 import argparse
 import os
@@ -172,6 +172,76 @@ def detect_command(args):
     return 0
 
 
+def export_command(args):
+    import json
+
+    import keras
+
+    from igc_keras.data.classification import read_images
+    from igc_keras.optimize.tflite import compare_tflite, export_tflite
+    quantization = "int8" if args.int8 else args.quantization
+    try:
+        model = keras.saving.load_model(args.model)
+        size = tuple(model.inputs[0].shape[1:3])
+        calibration = check = None
+        if args.calibration:
+            calibration = read_images(args.calibration, size, 100,
+                                      key="--calibration")
+        if args.check:
+            check = read_images(args.check, size, args.check_images,
+                                key="--check")
+        output = args.output or os.path.splitext(args.model)[0] + (
+            f"_{quantization}.tflite")
+        info = export_tflite(model, output, quantization, calibration,
+                             int8_io=args.int8_io)
+    except (ValueError, OSError) as error:
+        print(f"igc-keras export: {error}", file=sys.stderr)
+        return 2
+    if check is not None:
+        info["check"] = compare_tflite(model, output, check)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def bench_command(args):
+    import json
+    import tempfile
+
+    import keras
+    import numpy as np
+
+    from igc_keras.optimize.tflite import (describe_tflite, export_tflite,
+                                           tflite_latency)
+    if not os.path.isfile(args.model):
+        print(f"igc-keras bench: {args.model!r} does not exist",
+              file=sys.stderr)
+        return 2
+    described = describe_tflite(args.model)
+    shape = described["input_shape"][1:]
+    row = {"model": args.model, **described,
+           "latency_ms": tflite_latency(args.model, args.runs,
+                                        threads=args.threads)}
+    if args.baseline == "mobilenet_v2":
+        # keras.applications MobileNetV2-1.0 at the same size and
+        # quantization (random weights and calibration: latency only)
+        baseline = keras.applications.MobileNetV2(
+            input_shape=tuple(shape), weights=None)
+        inputs = keras.Input(tuple(shape))
+        wrapped = keras.Model(inputs, baseline(keras.layers.Rescaling(
+            1 / 127.5, offset=-1)(inputs)))
+        calibration = np.random.default_rng(0).uniform(
+            0, 255, [32] + shape).astype("float32")
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "mobilenet_v2.tflite")
+            export_tflite(wrapped, path, described["quantization"],
+                          calibration)
+            base = tflite_latency(path, args.runs, threads=args.threads)
+        row["mobilenet_v2_latency_ms"] = base
+        row["ratio_to_mobilenet_v2"] = row["latency_ms"] / base
+    print(json.dumps(row, indent=2))
+    return 0
+
+
 def _recipe_arguments(parser):
     parser.add_argument("recipe", help="experiment YAML (see recipes/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -239,6 +309,35 @@ def main(argv=None):
     detect.add_argument("--min-score", type=float, default=0.3,
                         help="draw and print detections scoring at least this")
     detect.set_defaults(func=detect_command)
+    export = sub.add_parser(
+        "export", help="export a .keras model to TFLite (float32, float16, "
+                       "dynamic-range or full int8) and check it")
+    export.add_argument("model", help="a .keras model taking RGB 0..255")
+    export.add_argument("--format", choices=("tflite",), default="tflite")
+    export.add_argument("--quantization", default="float32",
+                        choices=("float32", "float16", "dynamic", "int8"))
+    export.add_argument("--int8", action="store_true",
+                        help="full int8 (same as --quantization int8)")
+    export.add_argument("--int8-io", action="store_true",
+                        help="int8 input and output tensors too")
+    export.add_argument("--calibration", help="folder of real images for "
+                        "int8 calibration (the first 100 are used)")
+    export.add_argument("--check", help="folder of real images: report top-1 "
+                        "agreement and the largest output difference of the "
+                        "TFLite file against the Keras model")
+    export.add_argument("--check-images", type=int, default=500)
+    export.add_argument("-o", "--output", help="output .tflite")
+    export.set_defaults(func=export_command)
+    bench = sub.add_parser(
+        "bench", help="latency of a .tflite file in the TFLite interpreter "
+                      "(batch 1), beside MobileNetV2 at the same size and "
+                      "quantization")
+    bench.add_argument("model", help="a .tflite file")
+    bench.add_argument("--baseline", choices=("mobilenet_v2", "none"),
+                       default="mobilenet_v2")
+    bench.add_argument("--runs", type=int, default=50)
+    bench.add_argument("--threads", type=int, default=None)
+    bench.set_defaults(func=bench_command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -29,6 +29,42 @@ def class_image_files(class_dir):
     return found
 
 
+def read_images(directory, size, limit=None, key="directory"):
+    """Every image under ``directory`` (sorted; the first ``limit``),
+    centre-cropped to the aspect of ``size`` and resized, as a float32
+    ``(N, height, width, 3)`` array of RGB 0..255: calibration and check
+    images for export. Errors name ``key``, the folder or the bad file."""
+    if not os.path.isdir(directory):
+        raise ValueError(f"{key}={directory!r} is not a folder.")
+    files = class_image_files(directory)[:limit]
+    if not files:
+        raise ValueError(f"{key}={directory!r} holds no images "
+                         f"({', '.join(IMAGE_EXTENSIONS)}).")
+    images = []
+    for path in files:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                       expand_animations=False)
+        except tf.errors.OpError as error:
+            raise ValueError(f"{key}: {path!r} is not a readable image "
+                             f"({error.message}).") from error
+        images.append(_resize_crop(image, size))
+    return np.stack([np.asarray(i, "float32") for i in images])
+
+
+def _resize_crop(image, size):
+    """Centre crop to ``size``'s aspect ratio, then resize to ``size``."""
+    height, width = int(image.shape[0]), int(image.shape[1])
+    target = size[0] / size[1]
+    if height / width > target:
+        crop_h, crop_w = int(round(width * target)), width
+    else:
+        crop_h, crop_w = height, int(round(height / target))
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    image = image[top:top + crop_h, left:left + crop_w]
+    return tf.image.resize(tf.cast(image, tf.float32), size)
+
+
 def decode_and_random_crop(image_bytes, size, min_area=0.08):
     """Random box (area ``min_area``..1, aspect 3/4..4/3), decoded fused; -> size."""
     shape = tf.image.extract_jpeg_shape(image_bytes)

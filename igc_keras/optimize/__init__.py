@@ -1,0 +1,41 @@
+"""Model optimization and deployment: QAT, pruning, TFLite.
+
+    from igc_keras import optimize
+    qat = optimize.quantize_aware(model)              # tfmot QAT (tf_keras)
+    pruned = optimize.prune(model, target_sparsity=0.5, end_step=2000)
+    optimize.export_tflite(model, "igcv3.tflite", quantization="int8",
+                           representative_data=images)
+    optimize.compare_tflite(model, "igcv3.tflite", images)
+    optimize.fine_tune(qat, train_ds, epochs=1)     # tf_keras fit, same data
+
+tfmot works only on tf_keras (Keras 2) models: :mod:`~igc_keras.optimize.
+legacy` rebuilds a Keras 3 model there from its own graph (the one compat
+point) and moves weights by layer name. Nothing here imports tf_keras or
+tfmot until a function that needs them is called.
+"""
+
+_EXPORTS = {
+    "quantize_aware": "igc_keras.optimize.quantization",
+    "prune": "igc_keras.optimize.pruning",
+    "pruning_callbacks": "igc_keras.optimize.pruning",
+    "strip": "igc_keras.optimize.pruning",
+    "sparsity": "igc_keras.optimize.pruning",
+    "compressed_size": "igc_keras.optimize.pruning",
+    "to_tf_keras": "igc_keras.optimize.legacy",
+    "copy_weights": "igc_keras.optimize.legacy",
+    "fine_tune": "igc_keras.optimize.legacy",
+    "export_tflite": "igc_keras.optimize.tflite",
+    "run_tflite": "igc_keras.optimize.tflite",
+    "compare_tflite": "igc_keras.optimize.tflite",
+    "QUANTIZATIONS": "igc_keras.optimize.tflite",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'igc_keras.optimize' has no attribute "
+                         f"{name!r}")

@@ -1,0 +1,286 @@
+"""The tf_keras bridge: the one place the package touches Keras 2.
+
+``tensorflow-model-optimization`` (QAT, pruning) works only on ``tf_keras``
+models, while every model here is Keras 3. :func:`to_tf_keras` rebuilds a
+Keras 3 functional model in ``tf_keras`` from the model's own serialized
+graph (``model.get_config()``: layer configs and their connections), so no
+builder or block code is copied: whatever graph the builders made is the
+graph rebuilt. Nested functional models are inlined (tfmot refuses nested
+models); the package's two custom layers are lowered to standard ones that
+tfmot's quantize registry already knows:
+
+* ``GroupConv2D`` (either implementation) -> ``Conv2D(groups=G)`` (same
+  kernel layout, so weights move unchanged);
+* ``ChannelPermutation(G)`` -> ``Reshape((H, W, G, C/G))``,
+  ``Permute((1, 2, 4, 3))``, ``Reshape((H, W, C))`` — a pure data move,
+  which the default 8-bit scheme leaves unquantized (the output keeps its
+  input's scale) and the TFLite converter turns into RESHAPE / TRANSPOSE.
+
+Weights move both ways by layer name (:func:`copy_weights`). ``tf_keras``
+and ``tfmot`` are imported only when called (importing tfmot sets
+``TF_USE_LEGACY_KERAS=1``), never when ``igc_keras`` is imported.
+"""
+
+import inspect
+
+#: Config keys Keras 3 writes that tf_keras layers do not take.
+_BASE_KEYS = ("name", "trainable", "dtype")
+
+
+def tf_keras():
+    """The ``tf_keras`` module (Keras 2), imported on first use."""
+    try:
+        import tf_keras as module
+    except ImportError as error:  # pragma: no cover - a dependency
+        raise ImportError("igc_keras.optimize needs tf_keras (pip install "
+                          "tf_keras); tfmot runs only on Keras 2 models."
+                          ) from error
+    return module
+
+
+def tfmot():
+    """``tensorflow_model_optimization``, imported on first use."""
+    tf_keras()
+    import tensorflow_model_optimization as module
+    return module
+
+
+def _plain(value):
+    """Keras 3 serialized objects -> the ``{"class_name", "config"}`` form
+    tf_keras deserializes; dtype policies -> their dtype name."""
+    if isinstance(value, dict):
+        if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return value["config"]["name"]
+        if "class_name" in value and "config" in value:
+            return {"class_name": value["class_name"],
+                    "config": _plain(value["config"])}
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _accepted(cls):
+    """The constructor arguments a tf_keras layer class takes by name."""
+    names = set(_BASE_KEYS)
+    for klass in cls.__mro__:
+        if klass.__name__ == "Layer":
+            break
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {p.name for p in inspect.signature(init).parameters.values()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names - {"self"}
+
+
+def _layer(tfk, class_name, config):
+    """One tf_keras layer from a Keras 3 layer's class name and config."""
+    if class_name == "GroupConv2D":
+        class_name = "Conv2D"
+    cls = getattr(tfk.layers, class_name, None)
+    if cls is None:
+        raise ValueError(
+            f"layer {config.get('name')!r} ({class_name}) has no tf_keras "
+            f"counterpart; the bridge rebuilds standard Keras layers, "
+            f"GroupConv2D and ChannelPermutation.")
+    config = _plain(config)
+    # initializers are not carried: the weights are copied afterwards
+    kwargs = {k: v for k, v in config.items() if k in _accepted(cls) and
+              not k.endswith("_initializer")}
+    for key in ("padding", "kernel_size", "strides", "dilation_rate",
+                "cropping", "target_shape", "dims", "size", "pool_size"):
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = _tuples(kwargs[key])
+    return cls(**kwargs)
+
+
+def _tuples(value):
+    return tuple(_tuples(v) if isinstance(v, list) else v for v in value)
+
+
+def _permutation(tfk, name, groups, inverse, tensor):
+    """``ChannelPermutation`` as Reshape / Permute / Reshape."""
+    shape = tuple(tensor.shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"{name}: the tf_keras bridge needs a fixed input size to express "
+            f"the channel permutation with Reshape; got feature shape {shape}."
+            f" Build the model with a fixed input_shape.")
+    channels = shape[-1]
+    rows, cols = (channels // groups, groups) if inverse else (
+        groups, channels // groups)
+    if groups in (1, channels):
+        return tensor
+    x = tfk.layers.Reshape(shape[:-1] + (rows, cols),
+                           name=f"{name}_split")(tensor)
+    rank = len(shape) + 1
+    order = tuple(range(1, rank - 1)) + (rank, rank - 1)
+    x = tfk.layers.Permute(order, name=f"{name}_transpose")(x)
+    return tfk.layers.Reshape(shape, name=name)(x)
+
+
+def _resolve(value, tensors):
+    """Replaces serialized Keras tensors in a node's args with the rebuilt
+    tf_keras tensors."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        name, _, index = value["config"]["keras_history"]
+        return tensors[(name, index)]
+    if isinstance(value, (list, tuple)):
+        return [_resolve(v, tensors) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, tensors) for k, v in value.items()}
+    return value
+
+
+def _rebuild(tfk, config, inputs=None):
+    """Rebuilds one functional config; returns ``(input tensors, outputs)``.
+
+    ``inputs``: tensors to feed the config's input layers (when inlining a
+    nested model); new ``tfk.Input`` tensors otherwise.
+    """
+    tensors = {}
+    created_inputs = []
+    input_names = [entry[0] for entry in config["input_layers"]] if isinstance(
+        config["input_layers"][0], list) else [config["input_layers"][0]]
+    for layer in config["layers"]:
+        name, class_name = layer["config"]["name"], layer["class_name"]
+        cfg = layer["config"]
+        if class_name == "InputLayer":
+            if inputs is not None:
+                tensor = inputs[input_names.index(name)]
+            else:
+                tensor = tfk.Input(batch_shape=tuple(cfg["batch_shape"]),
+                                   name=name)
+                created_inputs.append(tensor)
+            tensors[(name, 0)] = tensor
+            continue
+        if len(layer["inbound_nodes"]) > 1:
+            raise ValueError(
+                f"layer {name!r} is called {len(layer['inbound_nodes'])} times"
+                f" (a shared layer); the tf_keras bridge rebuilds graphs whose"
+                f" layers are each called once.")
+        for node in layer["inbound_nodes"]:
+            args = _resolve(node["args"], tensors)
+            argument = args[0] if len(args) == 1 else args
+            if class_name == "Functional":
+                nested = argument if isinstance(argument, list) else [argument]
+                _, out = _rebuild(tfk, cfg, nested)
+            elif class_name == "ChannelPermutation":
+                out = _permutation(tfk, name, cfg["groups"],
+                                   cfg.get("inverse", False), argument)
+            else:
+                out = _layer(tfk, class_name, cfg)(argument)
+            outs = out if isinstance(out, (list, tuple)) else [out]
+            for index, tensor in enumerate(outs):
+                tensors[(name, index)] = tensor
+    output_entries = config["output_layers"]
+    if not isinstance(output_entries[0], list):
+        output_entries = [output_entries]
+    # node indices in keras_history count a nested model's own build node;
+    # with single-call layers the (layer, tensor index) pair is unambiguous
+    outputs = [tensors[(entry[0], entry[2])] for entry in output_entries]
+    return created_inputs, outputs[0] if len(outputs) == 1 else outputs
+
+
+def _weighted_layers(model):
+    """Name -> layer for every layer holding weights, nested models
+    flattened."""
+    found = {}
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.__class__.__name__ in (
+                "Functional", "Model", "Sequential"):
+            found.update(_weighted_layers(layer))
+        elif layer.weights:
+            if layer.name in found:
+                raise ValueError(f"two layers are named {layer.name!r}; the "
+                                 f"bridge moves weights by layer name.")
+            found[layer.name] = layer
+    return found
+
+
+def copy_weights(source, target):
+    """Copies weights layer by layer (matched by name) between a Keras 3
+    model and its tf_keras rebuild, either way. Layers holding weights on
+    one side only must not exist (an error names them); shapes must agree.
+
+    Returns:
+        the number of layers copied.
+    """
+    sources, targets = _weighted_layers(source), _weighted_layers(target)
+    missing = sorted(set(sources) ^ set(targets))
+    if missing:
+        raise ValueError(f"layers with weights on one side only: {missing[:5]}"
+                         f" ({len(missing)} in all).")
+    for name, layer in sources.items():
+        values = layer.get_weights()
+        into = targets[name]
+        expected = [tuple(w.shape) for w in into.get_weights()]
+        if [tuple(v.shape) for v in values] != expected:
+            raise ValueError(f"layer {name!r}: weight shapes "
+                             f"{[tuple(v.shape) for v in values]} do not "
+                             f"match {expected}.")
+        into.set_weights(values)
+    return len(sources)
+
+
+def to_tf_keras(model):
+    """A ``tf_keras`` functional model computing what the Keras 3 ``model``
+    computes, with its weights (see the module docstring).
+
+    Args:
+        model: a built Keras 3 functional model with a fixed input size.
+
+    Returns:
+        ``tf_keras.Model`` with the same layer names (each permutation adds
+        ``<name>_split`` and ``<name>_transpose``).
+    """
+    tfk = tf_keras()
+    if model.__class__.__name__ not in ("Functional", "Model") or not hasattr(
+            model, "get_config") or "layers" not in (model.get_config() or {}):
+        raise ValueError(f"model {model.name!r} ({type(model).__name__}) is "
+                         f"not a functional model; the tf_keras bridge "
+                         f"rebuilds functional graphs.")
+    inputs, outputs = _rebuild(tfk, model.get_config())
+    legacy = tfk.Model(inputs[0] if len(inputs) == 1 else inputs, outputs,
+                       name=model.name)
+    copy_weights(model, legacy)
+    return legacy
+
+
+def fine_tune(model, data, epochs=1, steps_per_epoch=None, learning_rate=1e-3,
+              from_logits=True, validation_data=None, batch_size=32,
+              verbose=2):
+    """Fine-tunes a bridged tf_keras model (QAT or pruning) with tf_keras
+    ``fit``: SGD with momentum 0.9 and cosine decay, sparse softmax
+    cross-entropy. Pruning wrappers get their ``UpdatePruningStep``
+    callback. ``data``: a ``tf.data.Dataset`` (or ``(x, y)`` arrays) of RGB
+    0..255 images and integer labels, as the recipes' pipelines give
+    (one-hot labels: pass a dataset mapped back with ``argmax``);
+    ``batch_size`` batches ``(x, y)`` arrays.
+
+    Grouped ``Conv2D`` gradients are slow on CPU in TensorFlow (measured
+    here for IGC-L24M2 D20 in QAT, batch 32: 32 s a step under XLA, about
+    60 s without), so fine-tune grouped-conv models on a GPU or TPU.
+
+    Returns:
+        the tf_keras ``History``.
+    """
+    tfk = tf_keras()
+    if isinstance(data, tuple):
+        import tensorflow as tf
+        data = tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
+    steps = steps_per_epoch or int(data.cardinality())
+    if steps < 1:
+        raise ValueError("fine_tune: `data` is empty or of unknown length; "
+                         "pass steps_per_epoch.")
+    schedule = tfk.optimizers.schedules.CosineDecay(learning_rate,
+                                                    epochs * steps)
+    model.compile(tfk.optimizers.SGD(schedule, momentum=0.9),
+                  tfk.losses.SparseCategoricalCrossentropy(
+                      from_logits=from_logits), metrics=["accuracy"])
+    callbacks = []
+    if any(hasattr(layer, "pruning_vars") for layer in model.layers):
+        callbacks.append(tfmot().sparsity.keras.UpdatePruningStep())
+    return model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     validation_data=validation_data, callbacks=callbacks,
+                     verbose=verbose)

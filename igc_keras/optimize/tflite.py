@@ -1,0 +1,263 @@
+"""TFLite export, the interpreter, and agreement with the Keras model.
+
+:func:`export_tflite` converts a Keras 3 model (through a SavedModel, the
+route that is safe for Keras 3) or a tf_keras model from the bridge (QAT /
+pruned) to ``.tflite``:
+
+* ``float32``; ``float16`` (weights stored as float16); ``dynamic``
+  (int8 weights, float activations); ``int8`` (full integer: int8 weights
+  and activations calibrated on ``representative_data``; a QAT model
+  carries its own ranges). ``int8_io=True`` also makes the input and output
+  int8 (for integer-only accelerators).
+* Grouped convolutions: the converter is tried on the model as it is
+  (native grouped ``Conv2D``); if conversion or the interpreter fails, the
+  ``split`` implementation (per-group convs, same weights) is converted
+  instead. The implementation used is reported.
+
+:func:`run_tflite` runs a file in the TFLite interpreter (quantizing int8
+inputs and dequantizing outputs with the file's own scales) and
+:func:`compare_tflite` reports top-1 agreement, the largest output
+difference and the file size against the Keras model on real images.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+def _is_tf_keras(model):
+    return type(model).__module__.startswith(("tf_keras", "tensorflow_model"))
+
+
+def _is_quantize_aware(model):
+    return _is_tf_keras(model) and any(
+        type(layer).__name__.startswith("Quantize") for layer in model.layers)
+
+
+def _saved_model(model, directory):
+    if _is_tf_keras(model):
+        tf.saved_model.save(model, directory)
+    else:
+        model.export(directory, format="tf_saved_model", verbose=False)
+    return directory
+
+
+def representative_images(images, count=100):
+    """A converter ``representative_dataset`` from ``(N, H, W, 3)`` images
+    (float 0..255, as the model takes them): the first ``count``, one at a
+    time."""
+    images = np.asarray(images, "float32")[:count]
+    if len(images) == 0:
+        raise ValueError("representative_data is empty; int8 calibration "
+                         "needs real images (about 100).")
+
+    def generate():
+        for image in images:
+            yield [image[None]]
+    return generate
+
+
+def _convert(model, quantization, representative_data, int8_io):
+    with tempfile.TemporaryDirectory() as directory:
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            _saved_model(model, os.path.join(directory, "saved")))
+        if quantization in ("float16", "dynamic", "int8"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantization == "int8":
+            if representative_data is not None:
+                converter.representative_dataset = representative_images(
+                    representative_data)
+            elif not _is_quantize_aware(model):
+                raise ValueError(
+                    "quantization='int8' needs representative_data (real "
+                    "images) unless the model was trained quantization-aware.")
+            if not _is_quantize_aware(model):
+                # QAT graphs carry their ranges; forcing int8 builtins
+                # would demand calibration data
+                converter.target_spec.supported_ops = [
+                    tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        return converter.convert()
+
+
+def _runs(content, shape):
+    interpreter = tf.lite.Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(
+        [1] + list(shape[1:]), detail["dtype"]))
+    interpreter.invoke()
+
+
+def export_tflite(model, path, quantization="float32",
+                  representative_data=None, int8_io=False):
+    """Writes ``model`` as a ``.tflite`` file (see the module docstring).
+
+    Args:
+        model: Keras 3 model, or a tf_keras model from
+            :func:`~igc_keras.optimize.quantize_aware` /
+            :func:`~igc_keras.optimize.prune`.
+        path: output file.
+        quantization: one of :data:`QUANTIZATIONS`.
+        representative_data: ``(N, H, W, 3)`` real images (0..255) for
+            ``int8`` calibration (100 are used).
+        int8_io: int8 input and output tensors (``int8`` only).
+
+    Returns:
+        dict: ``path``, ``bytes``, ``quantization``,
+        ``group_conv_implementation`` (``native``, ``split``, or ``as
+        built`` for models without ``GroupConv2D`` layers and tf_keras
+        models, whose grouped convs are native).
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization={quantization!r}; allowed: "
+                         f"{QUANTIZATIONS}.")
+    if int8_io and quantization != "int8":
+        raise ValueError(f"int8_io=True needs quantization='int8'; got "
+                         f"{quantization!r}.")
+    shape = tuple(model.inputs[0].shape)
+    if any(d is None for d in shape[1:]):
+        raise ValueError(f"model input shape {shape}: TFLite export needs a "
+                         f"fixed input size.")
+    attempts = ["as built"]
+    if not _is_tf_keras(model) and any(
+            type(layer).__name__ == "GroupConv2D"
+            for layer in _all_layers(model)):
+        attempts = ["native", "split"]
+    errors = []
+    for implementation in attempts:
+        candidate = model
+        if implementation != "as built":
+            from igc_keras.layers import with_group_conv_implementation
+            candidate = with_group_conv_implementation(model, implementation)
+        try:
+            content = _convert(candidate, quantization, representative_data,
+                               int8_io)
+            _runs(content, shape)
+        except (ValueError, RuntimeError, tf.errors.OpError) as error:
+            if "representative_data" in str(error):
+                raise
+            errors.append(f"{implementation}: {error}")
+            continue
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(content)
+        return {"path": path, "bytes": len(content),
+                "quantization": quantization,
+                "group_conv_implementation": implementation}
+    raise RuntimeError("TFLite conversion failed with every group-conv "
+                       "implementation:\n" + "\n".join(errors))
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def run_tflite(path, images, batch_size=1):
+    """Runs a ``.tflite`` file on ``images`` (float 0..255) in the TFLite
+    interpreter, one batch at a time.
+
+    Returns:
+        ``(N, outputs)`` float32 (int8 outputs dequantized).
+    """
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    detail = interpreter.get_input_details()[0]
+    images = np.asarray(images, "float32")
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        interpreter.resize_tensor_input(detail["index"], chunk.shape)
+        interpreter.allocate_tensors()
+        if detail["dtype"] in (np.int8, np.uint8):
+            scale, zero = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            chunk = np.clip(np.round(chunk / scale + zero), info.min,
+                            info.max).astype(detail["dtype"])
+        interpreter.set_tensor(detail["index"], chunk)
+        interpreter.invoke()
+        out_detail = interpreter.get_output_details()[0]
+        out = interpreter.get_tensor(out_detail["index"])
+        if out_detail["dtype"] in (np.int8, np.uint8):
+            scale, zero = out_detail["quantization"]
+            out = (out.astype("float32") - zero) * scale
+        outputs.append(np.asarray(out, "float32"))
+    return np.concatenate(outputs)
+
+
+def compare_tflite(model, path, images, batch_size=32):
+    """Agreement of a ``.tflite`` file with ``model`` on real ``images``.
+
+    Returns:
+        dict: ``images``, ``top1_agreement`` (fraction of images whose
+        top-1 class is the same), ``max_abs_diff`` (largest output
+        difference), ``bytes`` (file size).
+    """
+    expected = np.asarray(model.predict(np.asarray(images, "float32"),
+                                        batch_size=batch_size, verbose=0))
+    found = run_tflite(path, images, batch_size=1)
+    return {"images": int(len(images)),
+            "top1_agreement": float(np.mean(
+                expected.argmax(-1) == found.argmax(-1))),
+            "max_abs_diff": float(np.abs(expected - found).max()),
+            "bytes": os.path.getsize(path)}
+
+
+def describe_tflite(path):
+    """What a ``.tflite`` file holds: ``quantization`` (``int8`` when the
+    convolutions run on int8 activations, ``dynamic`` when only weights are
+    int8, ``float16``, ``float32``) and ``input_shape``."""
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    kinds = set()
+    for op in interpreter._get_ops_details():  # no public op listing
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                             "FULLY_CONNECTED"):
+            activation = tensors[op["inputs"][0]]["dtype"]
+            weights = tensors[op["inputs"][1]]["dtype"]
+            kinds.add("int8" if activation == np.int8 else
+                      "dynamic" if weights == np.int8 else
+                      "float16" if weights == np.float16 else "float32")
+    if not kinds:
+        kinds = {"float32"}
+    if any(t["dtype"] == np.float16 for t in tensors.values()):
+        kinds.add("float16")
+    order = ("int8", "dynamic", "float16", "float32")
+    return {"quantization": next(k for k in order if k in kinds),
+            "input_shape": [int(d) for d in
+                            interpreter.get_input_details()[0]["shape"]]}
+
+
+def tflite_latency(path, runs=50, warmup=5, threads=None):
+    """Median batch-1 latency of a ``.tflite`` file in the interpreter, in
+    milliseconds (random input of the file's shape and type)."""
+    import time
+    interpreter = tf.lite.Interpreter(model_path=str(path),
+                                      num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    if np.issubdtype(detail["dtype"], np.integer):
+        info = np.iinfo(detail["dtype"])
+        data = rng.integers(info.min, info.max, detail["shape"]).astype(
+            detail["dtype"])
+    else:
+        data = rng.uniform(0, 255, detail["shape"]).astype(detail["dtype"])
+    interpreter.set_tensor(detail["index"], data)
+    times = []
+    for i in range(warmup + runs):
+        began = time.perf_counter()
+        interpreter.invoke()
+        if i >= warmup:
+            times.append(time.perf_counter() - began)
+    return 1000 * float(np.median(times))
