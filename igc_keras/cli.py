@@ -181,8 +181,11 @@ def export_command(args):
     from igc_keras.optimize.tflite import compare_tflite, export_tflite
     quantization = "int8" if args.int8 else args.quantization
     try:
+        from igc_keras.detection import SSDLite  # registered for loading
         model = keras.saving.load_model(args.model)
-        size = tuple(model.inputs[0].shape[1:3])
+        detector = isinstance(model, SSDLite)
+        size = ((model.image_size, model.image_size) if detector else
+                tuple(model.inputs[0].shape[1:3]))
         calibration = check = None
         if args.calibration:
             calibration = read_images(args.calibration, size, 100,
@@ -192,8 +195,17 @@ def export_command(args):
                                 key="--check")
         output = args.output or os.path.splitext(args.model)[0] + (
             f"_{quantization}.tflite")
-        info = export_tflite(model, output, quantization, calibration,
-                             int8_io=args.int8_io)
+        if detector:  # post-processing on the device
+            from igc_keras.optimize.tflite import export_detector_tflite
+            info = export_detector_tflite(model, output, quantization,
+                                          calibration)
+            if check is not None:
+                print("igc-keras export: --check compares classifiers; score "
+                      "a detector with igc-keras evaluate", file=sys.stderr)
+                check = None
+        else:
+            info = export_tflite(model, output, quantization, calibration,
+                                 int8_io=args.int8_io)
     except (ValueError, OSError) as error:
         print(f"igc-keras export: {error}", file=sys.stderr)
         return 2
@@ -312,7 +324,9 @@ def main(argv=None):
     export = sub.add_parser(
         "export", help="export a .keras model to TFLite (float32, float16, "
                        "dynamic-range or full int8) and check it")
-    export.add_argument("model", help="a .keras model taking RGB 0..255")
+    export.add_argument("model", help="a .keras model taking RGB 0..255 (a "
+                        "classifier, or an SSDLite detector: exported with "
+                        "TFLite_Detection_PostProcess)")
     export.add_argument("--format", choices=("tflite",), default="tflite")
     export.add_argument("--quantization", default="float32",
                         choices=("float32", "float16", "dynamic", "int8"))

@@ -275,3 +275,62 @@ def test_bad_input_never_crashes_the_augmented_pipeline(tmp_path):
         assert np.all(np.isfinite(targets["boxes"].numpy()))
         classes = targets["classes"].numpy()
         assert classes.min() >= 0 and classes.max() <= 2
+
+
+def test_detector_exports_to_tflite_with_on_device_postprocessing(tmp_path):
+    """SSDLite -> .tflite with TFLite_Detection_PostProcess: the interpreter
+    finds what the Keras detector finds on a real COCO photo."""
+    import keras
+
+    from igc_keras.detection import SSDLite
+    from igc_keras.detection.coco import load_coco_annotations
+    from igc_keras.optimize.tflite import (export_detector_tflite,
+                                           run_detector_tflite)
+    keras.utils.set_random_seed(0)
+    detector = SSDLite("igcv3_1.0", num_classes=80, image_size=128,
+                       score_threshold=0.05)
+    record = load_coco_annotations(VAL_JSON).images[0]
+    image = tf.image.resize(tf.cast(tf.io.decode_jpeg(tf.io.read_file(
+        os.path.join(ROOT, "val2017", record.file_name)), channels=3),
+        tf.float32), (128, 128)).numpy()
+    # random weights (He-scaled kernels, BatchNorm near identity) so scores
+    # and boxes differ between anchors, and one class raised everywhere so
+    # NMS keeps many boxes
+    rng = np.random.default_rng(0)
+    detector(image[None])
+    values = []
+    for weight in detector.weights:
+        shape, path = tuple(weight.shape), weight.path
+        if "kernel" in path:
+            fan_in = np.prod(shape[:2] if "depthwise" in path else shape[:-1])
+            value = rng.normal(0, np.sqrt(2 / fan_in), shape)
+        elif "variance" in path:
+            value = 1 + 0.1 * np.abs(rng.normal(size=shape))
+        elif "gamma" in path:
+            value = 1 + 0.1 * rng.normal(size=shape)
+        else:
+            value = 0.1 * rng.normal(size=shape)
+        values.append(value.astype("float32"))
+    detector.set_weights(values)
+    for level in range(6):
+        layer = detector.network.get_layer(f"level{level}_class_conv")
+        kernel, bias = layer.get_weights()
+        bias.reshape(-1, 81)[:, 1] += 6.0
+        layer.set_weights([kernel, bias])
+    raw = detector(image[None])
+    info = export_detector_tflite(detector, str(tmp_path / "det.tflite"))
+    assert info["bytes"] > 1e6
+    found = run_detector_tflite(info["path"], image)
+    expected = detector.predict_on_batch(image[None])
+    count = int(expected["num_detections"][0])
+    assert raw["classes"].shape[-1] == 81
+    assert len(found["scores"]) == count > 0
+    order = np.argsort(-found["scores"], kind="stable")[:10]
+    assert len(np.unique(expected["scores"][0, :10])) == 10  # no ties
+    np.testing.assert_allclose(found["scores"][order],
+                               expected["scores"][0, :10], atol=1e-4)
+    # the TF op clips boxes to the image, the TFLite op does not
+    np.testing.assert_allclose(np.clip(found["boxes"][order], 0, 1),
+                               expected["boxes"][0, :10], atol=1e-3)
+    np.testing.assert_array_equal(found["classes"][order],
+                                  expected["classes"][0, :10])

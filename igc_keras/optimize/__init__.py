@@ -27,6 +27,8 @@ _EXPORTS = {
     "export_tflite": "igc_keras.optimize.tflite",
     "run_tflite": "igc_keras.optimize.tflite",
     "compare_tflite": "igc_keras.optimize.tflite",
+    "export_detector_tflite": "igc_keras.optimize.tflite",
+    "run_detector_tflite": "igc_keras.optimize.tflite",
     "QUANTIZATIONS": "igc_keras.optimize.tflite",
 }
 

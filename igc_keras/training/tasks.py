@@ -133,6 +133,8 @@ class DetectionTask:
                               f"side that is a multiple of 32 for detection; "
                               f"got {spec.input_size}.")
         self.image_size = height
+        # importing the detector registers SSDLite for .keras loading
+        from igc_keras.detection import SSDLite  # noqa: F401
         from igc_keras.detection.ssdlite import BACKBONES
         if spec.name not in BACKBONES:
             raise ConfigError(f"task.model.name={spec.name!r} is not a "
