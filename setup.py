@@ -25,7 +25,8 @@ setup(
         "tf_keras==2.21.*",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout"],
+        # xdist: the suite runs on 2 workers (`addopts` in pytest.ini)
+        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist"],
     },
     entry_points={"console_scripts": ["igc-keras=igc_keras.cli:main"]},
     classifiers=[

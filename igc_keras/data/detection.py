@@ -105,7 +105,8 @@ def photometric_distort(image, seed=None):
     """SSD's colour distortion on ``(H, W, 3)`` float 0..255: brightness
     (+-32), contrast and saturation (x0.5..1.5), hue (+-18 degrees), in
     random order of contrast vs the rest; clipped to 0..255."""
-    image = tf.image.random_brightness(image, 32.0, seed=seed)
+    image = tf.clip_by_value(tf.image.random_brightness(image, 32.0,
+                                                        seed=seed), 0.0, 255.0)
 
     def saturation_hue(x):
         x = tf.image.random_saturation(x / 255.0, 0.5, 1.5, seed=seed)
@@ -162,14 +163,16 @@ def coco_folder_examples(image_dir, annotation_path, image_ids=None,
     """A COCO-format folder as a dataset of ``(image uint8, boxes, labels)``.
 
     Returns:
-        ``(dataset, annotations)``; raises ``ValueError`` naming ``key`` when
-        images are missing or none is selected.
+        ``(dataset of (path, boxes, labels), annotations, load)`` where
+        ``load(path, boxes, labels)`` decodes the image; raises
+        ``ValueError`` naming ``key`` when images are missing or none is
+        selected.
     """
     coco = load_coco_annotations(annotation_path)
-    records = [r for r in coco.images
-               if image_ids is None or r.image_id in set(image_ids)]
+    wanted = None if image_ids is None else set(image_ids)
+    records = [r for r in coco.images if wanted is None or r.image_id in wanted]
     if not records:
-        raise ValueError(f"annotation_path={annotation_path!r}: no images "
+        raise ValueError(f"annotation file {annotation_path!r}: no images "
                          f"selected (image_ids={image_ids}).")
     missing = [r.file_name for r in records
                if not os.path.isfile(os.path.join(image_dir, r.file_name))]

@@ -75,7 +75,13 @@ class SSDLite(keras.Model):
                      training=True):
         loss, _ = ssd_loss(y["boxes"], y["classes"], y_pred["boxes"],
                            y_pred["classes"])
-        return loss
+        if self.losses:  # regularisers
+            loss = loss + tf.add_n([tf.cast(v, tf.float32)
+                                    for v in self.losses])
+        # as keras.losses.Loss does: fit sums the replicas' gradients and
+        # multiplies the logged loss back
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
 
     def decode(self, raw):
         """Raw predictions -> ``postprocess`` detections (normalised)."""

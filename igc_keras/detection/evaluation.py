@@ -17,8 +17,8 @@ def detect_folder(detector, image_dir, annotation_path, image_ids=None,
     boxes are mapped back to each image's own pixel size.
     """
     coco = load_coco_annotations(annotation_path)
-    records = [r for r in coco.images
-               if image_ids is None or r.image_id in set(image_ids)]
+    wanted = None if image_ids is None else set(image_ids)
+    records = [r for r in coco.images if wanted is None or r.image_id in wanted]
     size = (detector.image_size, detector.image_size)
     results = []
     for start in range(0, len(records), batch_size):

@@ -39,10 +39,51 @@ def tf_keras():
 
 
 def tfmot():
-    """``tensorflow_model_optimization``, imported on first use."""
+    """``tensorflow_model_optimization``, imported on first use.
+
+    Importing it sets ``TF_USE_LEGACY_KERAS=1`` for the process, so that
+    ``tf.keras`` means tf_keras from then on (tfmot needs that); the package
+    itself never uses ``tf.keras``, so its Keras 3 code is unaffected.
+    """
     tf_keras()
     import tensorflow_model_optimization as module
     return module
+
+
+def output_quantize_config():
+    """A tfmot ``QuantizeConfig`` that quantizes only a layer's output (8
+    bits, per tensor, asymmetric, from moving min / max): for per-channel
+    affine layers tfmot's registry lacks (input normalisation, BatchNorm not
+    after a convolution). Written against tfmot's public API.
+
+    Returns:
+        ``(config instance, {name: class})`` — the class for
+        ``quantize_scope``.
+    """
+    keras_q = tfmot().quantization.keras
+
+    class OutputQuantizeConfig(keras_q.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [keras_q.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False,
+                narrow_range=False)]
+
+        def get_config(self):
+            return {}
+    return OutputQuantizeConfig(), {
+        "OutputQuantizeConfig": OutputQuantizeConfig}
 
 
 def _plain(value):

@@ -13,7 +13,6 @@ over-the-air updates ship), which :func:`compressed_size` measures.
 """
 
 import gzip
-import os
 
 import numpy as np
 
@@ -101,6 +100,8 @@ def sparsity(model):
     stack = list(model.layers)
     while stack:
         layer = stack.pop(0)
+        if hasattr(layer, "pruning_vars"):  # a tfmot wrapper: its layer
+            layer = layer.layer
         if hasattr(layer, "layers") and not hasattr(layer, "kernel"):
             stack = list(layer.layers) + stack
             continue
@@ -117,7 +118,3 @@ def compressed_size(path):
     """Bytes of ``path`` after gzip (level 9)."""
     with open(path, "rb") as handle:
         return len(gzip.compress(handle.read(), 9))
-
-
-def file_size(path):
-    return os.path.getsize(path)

@@ -6,12 +6,14 @@ per-channel symmetric int8 weights, per-tensor asymmetric int8 activations,
 BatchNorm folded into the convolution before it (grouped, depthwise and
 dense ``Conv2D`` alike). BatchNorms that do not follow a convolution
 (IGCV1 places one after the channel permutation) and the input
-normalisation layers get tfmot's output-only quantize config: TFLite runs
-them as int8 multiply-add. The permutation's
+normalisation layers get an output-only quantize config
+(:func:`igc_keras.optimize.legacy.output_quantize_config`): TFLite runs them
+as int8 multiply-add. The permutation's
 Reshape / Permute layers move data and stay unquantized.
 """
 
-from igc_keras.optimize.legacy import tf_keras, tfmot, to_tf_keras
+from igc_keras.optimize.legacy import (output_quantize_config, tf_keras,
+                                       tfmot, to_tf_keras)
 
 _CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "Dense")
 #: Per-channel affine layers tfmot's registry lacks: quantized at the output.
@@ -47,21 +49,17 @@ def quantize_aware(model):
     """
     tfk, mot = tf_keras(), tfmot()
     keras_q = mot.quantization.keras
-    from tensorflow_model_optimization.python.core.quantization.keras.\
-        default_8bit.default_8bit_quantize_configs import \
-        Default8BitOutputQuantizeConfig
+    config, scope = output_quantize_config()
     legacy = to_tf_keras(model)
-    standalone = set(_output_quantized_layers(legacy))
+    output_only = set(_output_quantized_layers(legacy))
 
     def annotate(layer):
         clone = layer.__class__.from_config(layer.get_config())
-        if layer.name in standalone:
-            return keras_q.quantize_annotate_layer(
-                clone, Default8BitOutputQuantizeConfig())
+        if layer.name in output_only:
+            return keras_q.quantize_annotate_layer(clone, config)
         return clone
     annotated = tfk.models.clone_model(legacy, clone_function=annotate)
     annotated.set_weights(legacy.get_weights())
-    with keras_q.quantize_scope({"Default8BitOutputQuantizeConfig":
-                                 Default8BitOutputQuantizeConfig}):
+    with keras_q.quantize_scope(scope):
         return keras_q.quantize_apply(keras_q.quantize_annotate_model(
             annotated))

@@ -276,9 +276,9 @@ def _detection_postprocess(max_detections, score_threshold, iou_threshold,
         f'attr {{ key: "detections_per_class" value {{ i: '
         f'{detections_per_class} }} }}',
         'attr { key: "use_regular_nms" value { b: true } }',
-        f'attr {{ key: "nms_score_threshold" value {{ f: {score_threshold:f}'
-        f' }} }}',
-        f'attr {{ key: "nms_iou_threshold" value {{ f: {iou_threshold:f} }} }}',
+        f'attr {{ key: "nms_score_threshold" value {{ f: '
+        f'{score_threshold:.9g} }} }}',
+        f'attr {{ key: "nms_iou_threshold" value {{ f: {iou_threshold:.9g} }} }}',
         'attr { key: "y_scale" value { f: 10.0 } }',
         'attr { key: "x_scale" value { f: 10.0 } }',
         'attr { key: "h_scale" value { f: 5.0 } }',

@@ -29,6 +29,7 @@ from igc_keras.training.distribute import task_label
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
 
+
 def make_eval_step(task, model, strategy, loss_fn):
     """``tf.function``: one distributed batch -> the task's summed stats."""
 

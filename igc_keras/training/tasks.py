@@ -160,7 +160,8 @@ class DetectionTask:
 
     def class_names(self):
         """The training annotation file's category names (None when the
-        input is not a COCO-format folder or the count differs)."""
+        input is not a COCO-format folder); a category count other than
+        ``task.model.num_classes`` is a ConfigError."""
         data = self.config.task.train_data
         if data.source != "coco":
             return None

@@ -10,10 +10,12 @@ One experiment config runs on every strategy:
   ``strategy.run`` step inside a ``tf.function`` host loop with
   ``tf.train.CheckpointManager`` (resumes at the step it was at).
 
-Both share the model (the registry network behind its preprocessing layer,
-logits out, float32 under mixed precision), the optimizer and schedule
-(:mod:`igc_keras.training.schedules`), label smoothing, top-1 / top-5, per-
-replica input from ``distribute_datasets_from_function`` and the outputs in
+Both ask the task (:mod:`igc_keras.training.tasks`: classification — the
+registry network behind its preprocessing layer, logits, label smoothing,
+top-1 / top-5; detection — SSDLite, the SSD loss, COCO mAP at the end) for
+the model, loss, statistics and input, and share the optimizer and schedule
+(:mod:`igc_keras.training.schedules`), per-replica input from
+``distribute_datasets_from_function`` and the outputs in
 ``trainer.model_dir``: ``log.csv``, ``tensorboard/``, ``last.keras``,
 ``best.keras``, ``export/`` (SavedModel) and ``result.json``.
 """
@@ -223,7 +225,13 @@ def train(config):
             task = get_task(config)
             if config.task.type == "detection" and (
                     config.task.validation_data.source == "coco"):
-                result["coco_eval"] = coco_evaluation(config, model)
+                # scored by a copy outside the strategy: predicting with the
+                # distributed model on the chief alone would wait for the
+                # other workers' collectives
+                scorer = task.build_model(setup["implementation"])
+                scorer(tf.zeros([1] + list(config.task.model.input_size)))
+                scorer.set_weights(model.get_weights())
+                result["coco_eval"] = coco_evaluation(config, scorer)
             if config.trainer.checkpoint.export_saved_model:
                 task.export(model, os.path.join(config.trainer.model_dir,
                                                 "export"))
