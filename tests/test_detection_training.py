@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from random_weights import randomize_weights
 
 from igc_keras.training.config import ConfigError, load_experiment
 
@@ -296,22 +297,8 @@ def test_detector_exports_to_tflite_with_on_device_postprocessing(tmp_path):
     # random weights (He-scaled kernels, BatchNorm near identity) so scores
     # and boxes differ between anchors, and one class raised everywhere so
     # NMS keeps many boxes
-    rng = np.random.default_rng(0)
     detector(image[None])
-    values = []
-    for weight in detector.weights:
-        shape, path = tuple(weight.shape), weight.path
-        if "kernel" in path:
-            fan_in = np.prod(shape[:2] if "depthwise" in path else shape[:-1])
-            value = rng.normal(0, np.sqrt(2 / fan_in), shape)
-        elif "variance" in path:
-            value = 1 + 0.1 * np.abs(rng.normal(size=shape))
-        elif "gamma" in path:
-            value = 1 + 0.1 * rng.normal(size=shape)
-        else:
-            value = 0.1 * rng.normal(size=shape)
-        values.append(value.astype("float32"))
-    detector.set_weights(values)
+    randomize_weights(detector, depthwise=("depthwise",))
     for level in range(6):
         layer = detector.network.get_layer(f"level{level}_class_conv")
         kernel, bias = layer.get_weights()

@@ -10,6 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
+from random_weights import randomize_weights
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                     os.pardir, "shared", "data", "cifar10")
@@ -40,29 +41,6 @@ def cifar():
     return x, y, test["x"].astype("float32"), test["y"]
 
 
-def _randomize(model, seed=0):
-    """Random He-scaled kernels and BatchNorms near identity (outputs vary per
-    image and stay in a sane range through every block)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for weight in model.weights:
-        shape = tuple(weight.shape)
-        path = weight.path
-        if "depthwise_kernel" in path:
-            value = rng.normal(0, np.sqrt(2 / np.prod(shape[:2])), shape)
-        elif "kernel" in path:
-            value = rng.normal(0, np.sqrt(2 / np.prod(shape[:-1])), shape)
-        elif "variance" in path:
-            value = 1 + 0.1 * np.abs(rng.normal(size=shape))
-        elif "gamma" in path:
-            value = 1 + 0.1 * rng.normal(size=shape)
-        else:  # beta, biases, moving means
-            value = 0.1 * rng.normal(size=shape)
-        values.append(value.astype("float32"))
-    model.set_weights(values)
-    return model
-
-
 def _classifier(name, size, classes=10, implementation="split"):
     """Registry network behind its preprocessing (RGB 0..255 in, logits
     out): the recipe trainer's model, a nested functional model."""
@@ -85,7 +63,7 @@ def test_bridge_rebuilds_the_model_exactly(cifar, name, size):
     """The tf_keras rebuild computes what the Keras 3 model computes on real
     images, and weights move back by name."""
     from igc_keras.optimize import copy_weights, to_tf_keras
-    model = _randomize(_classifier(name, size))
+    model = randomize_weights(_classifier(name, size))
     legacy = to_tf_keras(model)
     assert type(legacy).__module__.startswith("tf_keras")
     images = cifar[2][:16]
@@ -122,7 +100,7 @@ def test_qat_and_pruning_fine_tune_and_export_running_tflite(
     they came from; the pruned model is half zeros and exports smaller."""
     from igc_keras import optimize
     x, y, test_x, _ = cifar
-    model = _randomize(_classifier(name, 32), seed=1)
+    model = randomize_weights(_classifier(name, 32), seed=1)
     train = (x[:8], y[:8])  # grouped-conv gradients are slow on CPU
 
     qat = optimize.quantize_aware(model)
@@ -158,7 +136,7 @@ def test_cli_exports_int8_with_calibration_and_benches(cifar, tmp_path):
 
     import keras
     x, _, test_x, _ = cifar
-    model = _randomize(_classifier("igcv1_cifar_l24m2_d20", 32), seed=2)
+    model = randomize_weights(_classifier("igcv1_cifar_l24m2_d20", 32), seed=2)
     path = str(tmp_path / "model.keras")
     model.save(path)
     for folder, images in (("calibration", x[:40]), ("check", test_x[:40])):
@@ -202,14 +180,14 @@ def test_qat_exports_int8_and_pruning_exports_smaller(cifar, tmp_path):
     model half zeros whose TFLite file runs, agrees and gzips smaller."""
     from igc_keras import optimize
     x, y, test_x, _ = cifar
-    model = _randomize(_classifier("igcv1_cifar_l24m2_d20", 32), seed=1)
+    model = randomize_weights(_classifier("igcv1_cifar_l24m2_d20", 32), seed=1)
     qat = optimize.quantize_aware(model)
     info = optimize.export_tflite(qat, str(tmp_path / "qat.tflite"), "int8")
     assert optimize.run_tflite(info["path"], test_x[:2]).shape == (2, 10)
     check = optimize.compare_tflite(qat, info["path"], test_x[:100])
     assert check["top1_agreement"] >= 0.95, check
 
-    model = _randomize(_classifier("igcv2_cifar_xception_c35_d8", 32), seed=3)
+    model = randomize_weights(_classifier("igcv2_cifar_xception_c35_d8", 32), seed=3)
     pruned = optimize.prune(model, target_sparsity=0.5, begin_step=0,
                             end_step=1, frequency=1)
     optimize.fine_tune(pruned, (x[:64], y[:64]), epochs=1, batch_size=32,

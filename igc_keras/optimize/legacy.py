@@ -42,8 +42,9 @@ def tfmot():
     """``tensorflow_model_optimization``, imported on first use.
 
     Importing it sets ``TF_USE_LEGACY_KERAS=1`` for the process, so that
-    ``tf.keras`` means tf_keras from then on (tfmot needs that); the package
-    itself never uses ``tf.keras``, so its Keras 3 code is unaffected.
+    TensorFlow's bundled Keras alias resolves to tf_keras from then on (tfmot
+    needs that); the package itself imports Keras 3 as ``keras`` only, so its
+    code is unaffected.
     """
     tf_keras()
     import tensorflow_model_optimization as module

@@ -61,30 +61,38 @@ def representative_images(images, count=100):
     return generate
 
 
+def _configure(converter, quantization, representative_data, int8_io=False,
+               integer_builtins=True):
+    """Sets ``converter`` up for ``quantization`` (see the module docstring).
+    ``integer_builtins=False``: do not force int8 builtins (QAT graphs carry
+    their ranges; detectors keep their post-processing custom op)."""
+    if quantization in ("float16", "dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        if representative_data is not None:
+            converter.representative_dataset = representative_images(
+                representative_data)
+        elif integer_builtins:
+            raise ValueError(
+                "quantization='int8' needs representative_data (real "
+                "images) unless the model was trained quantization-aware.")
+        if integer_builtins:
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter
+
+
 def _convert(model, quantization, representative_data, int8_io):
     with tempfile.TemporaryDirectory() as directory:
         converter = tf.lite.TFLiteConverter.from_saved_model(
             _saved_model(model, os.path.join(directory, "saved")))
-        if quantization in ("float16", "dynamic", "int8"):
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantization == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if quantization == "int8":
-            if representative_data is not None:
-                converter.representative_dataset = representative_images(
-                    representative_data)
-            elif not _is_quantize_aware(model):
-                raise ValueError(
-                    "quantization='int8' needs representative_data (real "
-                    "images) unless the model was trained quantization-aware.")
-            if not _is_quantize_aware(model):
-                # QAT graphs carry their ranges; forcing int8 builtins
-                # would demand calibration data
-                converter.target_spec.supported_ops = [
-                    tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            if int8_io:
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
+        _configure(converter, quantization, representative_data, int8_io,
+                   integer_builtins=not _is_quantize_aware(model))
         return converter.convert()
 
 
@@ -340,16 +348,11 @@ def export_detector_tflite(detector, path, quantization="float32",
         archive.write_out(directory, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         converter.allow_custom_ops = True
-        if quantization in ("float16", "dynamic", "int8"):
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantization == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if quantization == "int8":
-            if representative_data is None:
-                raise ValueError("quantization='int8' needs "
-                                 "representative_data (real images).")
-            converter.representative_dataset = representative_images(
-                representative_data)
+        if quantization == "int8" and representative_data is None:
+            raise ValueError("quantization='int8' needs representative_data "
+                             "(real images).")
+        _configure(converter, quantization, representative_data,
+                   integer_builtins=False)
         content = converter.convert()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as handle:
