@@ -1,7 +1,9 @@
-"""IGC layers: the channel permutation, group convolution, and the three blocks."""
+"""IGC layers: the channel permutation, group convolution (and its
+permutation-folded inference form), and the three blocks."""
 
 from igc_keras.layers.blocks import (apply_igcv1_block, apply_igcv2_block,
                                      apply_igcv3_block)
+from igc_keras.layers.branch_sum import BranchSumConv2D
 from igc_keras.layers.group_conv import (GroupConv2D,
                                          default_group_conv_implementation,
                                          group_conv_implementation,
@@ -9,7 +11,7 @@ from igc_keras.layers.group_conv import (GroupConv2D,
 from igc_keras.layers.permutation import ChannelPermutation, permutation_indices
 
 __all__ = [
-    "ChannelPermutation", "GroupConv2D", "apply_igcv1_block",
+    "BranchSumConv2D", "ChannelPermutation", "GroupConv2D", "apply_igcv1_block",
     "apply_igcv2_block", "apply_igcv3_block",
     "default_group_conv_implementation", "group_conv_implementation",
     "permutation_indices", "with_group_conv_implementation",

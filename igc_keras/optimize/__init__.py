@@ -7,6 +7,7 @@
                            representative_data=images)
     optimize.compare_tflite(model, "igcv3.tflite", images)
     optimize.fine_tune(qat, train_ds, epochs=1)     # tf_keras fit, same data
+    fused = optimize.fuse(model)   # inference form: no permutation, BN folded
 
 tfmot works only on tf_keras (Keras 2) models: :mod:`~igc_keras.optimize.
 legacy` rebuilds a Keras 3 model there from its own graph (the one compat
@@ -15,6 +16,7 @@ tfmot until a function that needs them is called.
 """
 
 _EXPORTS = {
+    "fuse": "igc_keras.optimize.fusion",
     "quantize_aware": "igc_keras.optimize.quantization",
     "prune": "igc_keras.optimize.pruning",
     "pruning_callbacks": "igc_keras.optimize.pruning",
