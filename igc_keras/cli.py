@@ -205,7 +205,7 @@ def export_command(args):
                 check = None
         else:
             info = export_tflite(model, output, quantization, calibration,
-                                 int8_io=args.int8_io)
+                                 int8_io=args.int8_io, fuse=not args.no_fuse)
     except (ValueError, OSError) as error:
         print(f"igc-keras export: {error}", file=sys.stderr)
         return 2
@@ -340,6 +340,10 @@ def main(argv=None):
                         "agreement and the largest output difference of the "
                         "TFLite file against the Keras model")
     export.add_argument("--check-images", type=int, default=500)
+    export.add_argument("--no-fuse", action="store_true",
+                        help="convert the model as built (default: its fused "
+                        "inference form, igc_keras.optimize.fuse: same "
+                        "outputs, permutations and BatchNorm folded)")
     export.add_argument("-o", "--output", help="output .tflite")
     export.set_defaults(func=export_command)
     bench = sub.add_parser(

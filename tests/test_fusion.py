@@ -14,7 +14,8 @@ from random_weights import randomize_weights
 import igc_keras
 from igc_keras.applications.imagenet_utils import preprocessing_layer
 from igc_keras.data.classification import read_images
-from igc_keras.layers import BranchSumConv2D, ChannelPermutation
+from igc_keras.layers import (BranchSumConv2D, ChannelPermutation,
+                              with_group_conv_implementation)
 from igc_keras.optimize import export_tflite, fuse, run_tflite
 
 SIZE = 96
@@ -71,6 +72,14 @@ def test_fuse_without_batchnorm_leaves_a_trainable_permutation_free_model(
         assert _relative_difference(model(x, training=training),
                                     fused(x, training=training)) < 1e-5
     assert len(fused.trainable_weights) == len(model.trainable_weights)
+    # the CPU training form: dense implementation, permutation folded into
+    # one dense projection kernel (no reshape / sum)
+    dense = fuse(with_group_conv_implementation(model, "dense"),
+                 batchnorm=False)
+    assert {layer.implementation for layer in dense.layers
+            if isinstance(layer, BranchSumConv2D)} == {"dense"}
+    assert _relative_difference(model(x, training=True),
+                                dense(x, training=True)) < 1e-5
 
 
 def test_fused_cifar_igcv1_and_mobilenet_v2_equal_their_models(photos):

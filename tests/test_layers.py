@@ -57,18 +57,20 @@ def test_permutation_refuses_groups_that_do_not_divide():
 
 @pytest.mark.parametrize("groups,kernel,strides", [(2, 1, 1), (4, 3, 2),
                                                    (8, 3, 1), (16, 1, 2)])
-def test_native_and_split_group_conv_agree_with_the_same_weights(groups, kernel,
-                                                                 strides):
+def test_native_split_and_dense_group_conv_agree_with_the_same_weights(
+        groups, kernel, strides):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 9, 9, 16)).astype("float32")
     native = GroupConv2D(32, kernel, groups=groups, strides=strides,
                          padding="same", implementation="native")
-    split = GroupConv2D(32, kernel, groups=groups, strides=strides,
-                        padding="same", implementation="split")
     y = native(x)
-    split.build(x.shape)
-    split.set_weights(native.get_weights())
-    np.testing.assert_allclose(np.asarray(split(x)), np.asarray(y), atol=1e-5)
+    for implementation in ("split", "dense"):
+        other = GroupConv2D(32, kernel, groups=groups, strides=strides,
+                            padding="same", implementation=implementation)
+        other.build(x.shape)
+        other.set_weights(native.get_weights())
+        np.testing.assert_allclose(np.asarray(other(x)), np.asarray(y),
+                                   atol=1e-5)
     # and both equal an explicit per-group reference in NumPy (kernel 1 case)
     if kernel == 1 and strides == 1:
         w = native.get_weights()[0][0, 0]  # (16/groups, 32)
@@ -77,6 +79,26 @@ def test_native_and_split_group_conv_agree_with_the_same_weights(groups, kernel,
             [x[..., g * cin:(g + 1) * cin] @ w[:, g * cout:(g + 1) * cout]
              for g in range(groups)], axis=-1) + native.get_weights()[1]
         np.testing.assert_allclose(np.asarray(y), ref, atol=1e-4)
+
+
+def test_dense_group_conv_trains_only_the_grouped_weights():
+    """The dense implementation's gradient w.r.t. the grouped kernel is the
+    native one's (the zero blocks are not variables)."""
+    import tensorflow as tf
+    x = tf.constant(np.random.default_rng(3).standard_normal(
+        (2, 6, 6, 8)).astype("float32"))
+    gradients = {}
+    for implementation in ("native", "dense"):
+        layer = GroupConv2D(12, 3, groups=4, padding="same",
+                            implementation=implementation,
+                            kernel_initializer=keras.initializers.GlorotNormal(
+                                seed=1))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(layer(x)))
+        gradients[implementation] = tape.gradient(loss, layer.kernel)
+        assert tuple(layer.kernel.shape) == (3, 3, 2, 12)
+    np.testing.assert_allclose(gradients["dense"], gradients["native"],
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_switching_a_whole_model_to_split_keeps_weights_and_outputs():

@@ -21,7 +21,7 @@ import keras
 from keras import ops
 
 from igc_keras.layers.checks import check_positive_int
-from igc_keras.layers.group_conv import GroupConv2D
+from igc_keras.layers.group_conv import GroupConv2D, block_diagonal
 
 
 @keras.saving.register_keras_serializable(package="igc_keras")
@@ -45,8 +45,10 @@ class BranchSumConv2D(GroupConv2D):
             ...: as for ``keras.layers.Conv2D``.
         branches: ``B``, the branch count of the folded permutation.
         groups: ``G``, the group count of the original convolution.
-        implementation: ``"native"`` or ``"split"`` (see
-            :class:`~igc_keras.layers.GroupConv2D`).
+        implementation: ``"native"``, ``"split"`` or ``"dense"`` (see
+            :class:`~igc_keras.layers.GroupConv2D`; ``"dense"`` convolves
+            with :meth:`merged_kernel`, the permutation folded into one dense
+            kernel, and trains only the grouped weights).
     """
 
     def __init__(self, filters, kernel_size, branches=2, groups=1,
@@ -73,13 +75,30 @@ class BranchSumConv2D(GroupConv2D):
                 initializer=self.summed_bias_initializer, trainable=True,
                 dtype=self.dtype)
 
+    def merged_kernel(self):
+        """The dense ``(kh, kw, C_in, filters)`` kernel of the whole layer
+        (block-diagonal kernel with its branch blocks summed: each input
+        channel feeds one branch, so nothing overlaps)."""
+        dense = block_diagonal(self.kernel, self.groups)
+        kh, kw, cin = dense.shape[:3]
+        return ops.sum(ops.reshape(dense, (kh, kw, cin, self.branches,
+                                           self.summed_filters)), axis=3)
+
     def call(self, inputs):
-        outputs = self.convolution_op(inputs, self.kernel)
-        shape = ops.shape(outputs)
-        lead = [shape[i] for i in range(len(outputs.shape) - 1)]
-        outputs = ops.reshape(outputs,
-                              lead + [self.branches, self.summed_filters])
-        outputs = ops.sum(outputs, axis=-2)
+        if self.implementation == "dense":
+            # one convolution straight to ``filters``: no reshape, no sum
+            outputs = ops.conv(inputs, self.merged_kernel(),
+                               strides=list(self.strides),
+                               padding=self.padding,
+                               dilation_rate=self.dilation_rate,
+                               data_format=self.data_format)
+        else:
+            outputs = self.convolution_op(inputs, self.kernel)
+            shape = ops.shape(outputs)
+            lead = [shape[i] for i in range(len(outputs.shape) - 1)]
+            outputs = ops.reshape(outputs,
+                                  lead + [self.branches, self.summed_filters])
+            outputs = ops.sum(outputs, axis=-2)
         if self.bias is not None:
             outputs = ops.add(outputs, self.bias)
         return self.summed_activation(outputs)

@@ -9,19 +9,26 @@
 * ``"split"``: one convolution per group on a slice of the input and of the
   kernel, then a concatenation. Exporters and converters that cannot take
   grouped convolutions (older TFLite delegates, some int8 paths) accept it.
+* ``"dense"``: one ordinary convolution with the block-diagonal kernel
+  assembled from the grouped kernel at each call (tile x constant mask), so
+  gradients reach only the grouped weights: ``groups`` times the mult-adds,
+  but the convolution (and its gradient) every CPU library optimises best —
+  in TensorFlow on CPU grouped convolutions go through per-op XLA and their
+  gradients are slow (``benchmarks/speed.py``).
 
-Both read the same variables, so a model can switch implementation without
+All read the same variables, so a model can switch implementation without
 touching its weights (see :func:`with_group_conv_implementation`).
 """
 
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
 from igc_keras.layers.checks import check_divisible, check_positive_int
 
-IMPLEMENTATIONS = ("native", "split")
+IMPLEMENTATIONS = ("native", "split", "dense")
 _default_implementation = ["native"]
 
 
@@ -74,6 +81,18 @@ def group_conv_implementation(implementation):
         _default_implementation[0] = previous
 
 
+def block_diagonal(kernel, groups):
+    """The dense ``(kh, kw, C_in, C_out)`` kernel of a grouped
+    ``(kh, kw, C_in / groups, C_out)`` kernel: zeros outside the groups'
+    blocks. Works on NumPy arrays and backend tensors (differentiable)."""
+    cin, cout = kernel.shape[-2], kernel.shape[-1]
+    rows = np.arange(cin * groups)[:, None] // cin
+    columns = np.arange(cout)[None, :] // (cout // groups)
+    mask = (rows == columns).astype(
+        keras.backend.standardize_dtype(kernel.dtype))
+    return ops.tile(kernel, [1, 1, groups, 1]) * mask
+
+
 @keras.saving.register_keras_serializable(package="igc_keras")
 class GroupConv2D(keras.layers.Conv2D):
     """``Conv2D`` with ``groups`` branches and a selectable implementation.
@@ -85,7 +104,8 @@ class GroupConv2D(keras.layers.Conv2D):
     Args:
         filters, kernel_size, strides, padding, groups, use_bias, ...: as for
             ``keras.layers.Conv2D``.
-        implementation: ``"native"`` or ``"split"`` (default: the value set by
+        implementation: ``"native"``, ``"split"`` or ``"dense"`` (default:
+            the value set by
             :func:`group_conv_implementation`, else ``"native"``).
     """
 
@@ -116,6 +136,11 @@ class GroupConv2D(keras.layers.Conv2D):
         if self.implementation == "native" or self.groups == 1:
             return super().convolution_op(inputs, kernel)
         g = self.groups
+        if self.implementation == "dense":
+            return ops.conv(inputs, block_diagonal(kernel, g),
+                            strides=list(self.strides), padding=self.padding,
+                            dilation_rate=self.dilation_rate,
+                            data_format=self.data_format)
         cin = kernel.shape[-2]
         cout = self.filters // g
         outputs = []

@@ -106,7 +106,7 @@ def _runs(content, shape):
 
 
 def export_tflite(model, path, quantization="float32",
-                  representative_data=None, int8_io=False):
+                  representative_data=None, int8_io=False, fuse=True):
     """Writes ``model`` as a ``.tflite`` file (see the module docstring).
 
     Args:
@@ -118,9 +118,13 @@ def export_tflite(model, path, quantization="float32",
         representative_data: ``(N, H, W, 3)`` real images (0..255) for
             ``int8`` calibration (100 are used).
         int8_io: int8 input and output tensors (``int8`` only).
+        fuse: convert the inference form of a Keras 3 functional model
+            (:func:`~igc_keras.optimize.fuse`: permutations folded into the
+            group convolutions, BatchNorm folded; same outputs, no
+            TRANSPOSE in the file, faster in the interpreter).
 
     Returns:
-        dict: ``path``, ``bytes``, ``quantization``,
+        dict: ``path``, ``bytes``, ``quantization``, ``fused``,
         ``group_conv_implementation`` (``native``, ``split``, or ``as
         built`` for models without ``GroupConv2D`` layers and tf_keras
         models, whose grouped convs are native).
@@ -135,10 +139,15 @@ def export_tflite(model, path, quantization="float32",
     if any(d is None for d in shape[1:]):
         raise ValueError(f"model input shape {shape}: TFLite export needs a "
                          f"fixed input size.")
+    fused = False
+    if fuse and not _is_tf_keras(model) and "input_layers" in (
+            model.get_config() or {}):
+        from igc_keras.optimize.fusion import fuse as fuse_model
+        model, fused = fuse_model(model), True
     attempts = ["as built"]
+    from igc_keras.layers import GroupConv2D
     if not _is_tf_keras(model) and any(
-            type(layer).__name__ == "GroupConv2D"
-            for layer in _all_layers(model)):
+            isinstance(layer, GroupConv2D) for layer in _all_layers(model)):
         attempts = ["native", "split"]
     errors = []
     for implementation in attempts:
@@ -159,7 +168,7 @@ def export_tflite(model, path, quantization="float32",
         with open(path, "wb") as handle:
             handle.write(content)
         return {"path": path, "bytes": len(content),
-                "quantization": quantization,
+                "quantization": quantization, "fused": fused,
                 "group_conv_implementation": implementation}
     raise RuntimeError("TFLite conversion failed with every group-conv "
                        "implementation:\n" + "\n".join(errors))
