@@ -143,3 +143,19 @@ def test_fuse_refuses_what_it_cannot_rebuild():
     shared = keras.layers.Conv2D(4, 1)
     with pytest.raises(ValueError, match="shared layer"):
         fuse(keras.Model(inputs, shared(shared(inputs))))
+
+
+
+def test_batchnorm_folds_into_a_depth_multiplier_depthwise_conv(photos):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same",
+                                     name="dw")(inputs)
+    x = keras.layers.BatchNormalization(name="dw_bn")(x)
+    x = keras.layers.Conv2D(4, 1, name="pw")(x)
+    x = keras.layers.BatchNormalization(name="pw_bn", center=False)(x)
+    model = randomize_weights(keras.Model(inputs, x), 6)
+    fused = fuse(model)
+    assert "BatchNormalization" not in _kinds(fused)
+    x = photos / 127.5 - 1
+    assert _relative_difference(model.predict(x, verbose=0),
+                                fused.predict(x, verbose=0)) < 1e-5

@@ -86,8 +86,10 @@ def _history(value, where):
     return None
 
 
-def _graph(model):
-    """``(nodes in topological order, input names, output names)``."""
+def functional_graph(model):
+    """``({name: node} in topological order, input names, output names)`` of
+    a functional model; each node has ``inputs`` (producer names), ``kind``
+    (class name), ``config`` and the live ``layer``."""
     config = model.get_config()
     if not isinstance(config, dict) or "input_layers" not in config:
         raise ValueError(f"fuse: model {model.name!r} ({type(model).__name__})"
@@ -154,8 +156,12 @@ def _per_channel(node):
         activation = config.get("activation")
         return isinstance(activation, str) and activation in _ELEMENTWISE
     if kind == "DepthwiseConv2D":
-        return config.get("depth_multiplier", 1) == 1
+        return config.get("depth_multiplier", 1) == 1 and _channels_last(node)
     return False
+
+
+def _channels_last(node):
+    return node.config.get("data_format", "channels_last") == "channels_last"
 
 
 def _permute_channels(node, inverse_index):
@@ -250,7 +256,7 @@ def _fold_permutation(nodes, outputs, perm):
             continue
         conv_groups = _convolution_group_count(reader)
         if conv_groups is None or len(reader.inputs) != 1 or (
-                reader.replacement is not None):
+                reader.replacement is not None) or not _channels_last(reader):
             return False
         if conv_groups == 1:
             kernel, *rest = reader.weights
@@ -268,7 +274,7 @@ def _fold_batchnorm(nodes, outputs, bn):
         return False
     conv = nodes[bn.inputs[0]]
     if conv.kind not in _CONVOLUTIONS or conv.name in outputs or len(
-            _consumers(nodes, conv.name)) != 1:
+            _consumers(nodes, conv.name)) != 1 or not _channels_last(conv):
         return False
     layer = conv.replacement or conv.layer
     activation = getattr(layer, "summed_activation", layer.activation)
@@ -283,8 +289,8 @@ def _fold_batchnorm(nodes, outputs, bn):
     scale = gamma / np.sqrt(variance + config["epsilon"])
     kernel, *rest = conv.weights
     bias = rest[0] if rest else np.zeros_like(mean)
-    if conv.kind == "DepthwiseConv2D":
-        kernel = kernel * scale[None, None, :, None]
+    if conv.kind == "DepthwiseConv2D":   # output channel c * M + m
+        kernel = kernel * scale.reshape(kernel.shape[2:])[None, None]
     else:
         kernel = kernel * np.tile(scale, kernel.shape[-1] // scale.shape[0])
     conv.weights = [kernel.astype(conv.weights[0].dtype),
@@ -353,7 +359,7 @@ def fuse(model, batchnorm=True, group_convolutions="grouped"):
         raise ValueError(f"fuse: `group_convolutions` must be one of "
                          f"{GROUP_CONVOLUTIONS}; got "
                          f"group_convolutions={group_convolutions!r}.")
-    nodes, inputs, outputs = _graph(model)
+    nodes, inputs, outputs = functional_graph(model)
     if group_convolutions == "dense":
         for node in nodes.values():
             if node.kind == "GroupConv2D" and node.config["groups"] > 1:
