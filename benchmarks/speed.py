@@ -208,7 +208,9 @@ def gpu_rows(size, repeats):
         igcv3 = IGCV3(input_shape=(size, size, 3), weights=None)
         mobilenet = keras.applications.MobileNetV2(
             input_shape=(size, size, 3), weights=None)
-        igc_configs = {"as built": igcv3, "fused, grouped": fuse(igcv3)}
+        igc_configs = {"as built": igcv3, "fused, grouped": fuse(igcv3),
+                       "fused, dense": fuse(igcv3,
+                                            group_convolutions="dense")}
         rows = []
         for kind in ("inference", "training step"):
             def measure(model, jit, count, kind=kind):
@@ -220,6 +222,7 @@ def gpu_rows(size, repeats):
             label = f"GPU {kind}, batch 128, mixed precision"
             configs = igc_configs if kind == "inference" else {
                 "as built": igcv3,
+                "dense": with_group_conv_implementation(igcv3, "dense"),
                 "permutation-free": fuse(igcv3, batchnorm=False)}
             igc = _measure(configs, measure, ("graph", "XLA"), repeats, label)
             mnv2 = _measure({"as shipped": mobilenet}, measure,
