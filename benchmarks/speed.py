@@ -97,19 +97,23 @@ def _best(times):
     return times[key], key
 
 
-def _measure(configs, measure, modes, repeats, label, rounds=2):
+def _measure(configs, measure, modes, repeats, label, rounds=2,
+             xla_repeats=None):
     """``{"config, mode": seconds}``: each configuration's best median over
-    ``rounds`` alternating rounds (XLA: one round, at most 3 repeats —
-    XLA:CPU runs these depthwise networks 5-10x slower than the TF graph,
-    so only its order of magnitude matters)."""
+    ``rounds`` alternating rounds. ``xla_repeats`` (CPU): XLA gets one round
+    of at most that many repeats — XLA:CPU runs these depthwise networks
+    5-10x slower than the TF graph, so only its order of magnitude
+    matters."""
     times = {}
     for round_ in range(rounds):
         for name, model in configs.items():
             for mode in modes:
                 key = f"{name}, {mode}"
-                if mode == "XLA" and round_:
-                    continue
-                count = min(repeats, 3) if mode == "XLA" else repeats
+                count = repeats
+                if mode == "XLA" and xla_repeats is not None:
+                    if round_:
+                        continue
+                    count = min(repeats, xla_repeats)
                 value = measure(model, mode == "XLA", count)
                 times[key] = min(times.get(key, value), value)
     for key, value in times.items():
@@ -145,8 +149,10 @@ def cpu_rows(size, repeats, train_repeats):
             return inference_time(model, batch, size, jit, count)
         label = f"CPU inference, batch {batch}"
         count = repeats if batch == 1 else max(5, repeats // 3)
-        igc = _measure(igc_configs, measure, ("graph", "XLA"), count, label)
-        mnv2 = _measure(mnv2_configs, measure, ("graph", "XLA"), count, label)
+        igc = _measure(igc_configs, measure, ("graph", "XLA"), count, label,
+                       xla_repeats=3)
+        mnv2 = _measure(mnv2_configs, measure, ("graph", "XLA"), count, label,
+                        xla_repeats=3)
         rows.append(_row(label, igc, mnv2, goal, shipped={
             k: v for k, v in mnv2.items() if k.startswith("as shipped")}))
 
@@ -158,10 +164,10 @@ def cpu_rows(size, repeats, train_repeats):
                     "dense": dense,
                     "permutation-free, dense": fuse(dense, batchnorm=False)},
                    measure_train, ("graph", "XLA"), train_repeats,
-                   "CPU training step, batch 32", rounds=1)
+                   "CPU training step, batch 32", rounds=1, xla_repeats=3)
     mnv2 = _measure({"as shipped": mobilenet}, measure_train,
                     ("graph", "XLA"), train_repeats,
-                    "CPU training step, batch 32", rounds=1)
+                    "CPU training step, batch 32", rounds=1, xla_repeats=3)
     rows.append(_row("CPU training step, batch 32", igc, mnv2,
                      GOALS["cpu"][2]))
     return rows
@@ -180,9 +186,11 @@ def tflite_rows(size, runs):
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for quantization in ("float32", "int8"):
+            # fuse=False: the IGCV3 models are fused already, MobileNetV2
+            # is converted as shipped
             paths = {key: export_tflite(
                 model, os.path.join(directory, f"{'_'.join(key)}.tflite"),
-                quantization, calibration)["path"]
+                quantization, calibration, fuse=False)["path"]
                 for key, model in models.items()}
             times = {}
             for _ in range(2):   # alternate, keep each file's best median

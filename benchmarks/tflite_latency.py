@@ -10,6 +10,7 @@ are meant to be quoted. Weights are random (latency does not depend on
 them).
 
     python benchmarks/tflite_latency.py [--size 224] [--runs 50] [--threads 2]
+                                        [--no-fuse]
 """
 
 import argparse
@@ -49,6 +50,9 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="convert the models as built (default: fused, "
+                        "as export_tflite does)")
     args = parser.parse_args(argv)
     calibration = read_images(SAMPLES, (args.size, args.size), 100,
                               key="calibration")
@@ -58,7 +62,8 @@ def main(argv=None):
         for name, model in models(args.size).items():
             for quantization in ("float32", "int8"):
                 path = os.path.join(directory, f"{name}_{quantization}.tflite")
-                info = export_tflite(model, path, quantization, calibration)
+                info = export_tflite(model, path, quantization, calibration,
+                                     fuse=not args.no_fuse)
                 files[(name, quantization)] = info
         for quantization in ("float32", "int8"):
             latency = {}

@@ -145,7 +145,6 @@ def test_fuse_refuses_what_it_cannot_rebuild():
         fuse(keras.Model(inputs, shared(shared(inputs))))
 
 
-
 def test_batchnorm_folds_into_a_depth_multiplier_depthwise_conv(photos):
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same",
@@ -159,3 +158,12 @@ def test_batchnorm_folds_into_a_depth_multiplier_depthwise_conv(photos):
     x = photos / 127.5 - 1
     assert _relative_difference(model.predict(x, verbose=0),
                                 fused.predict(x, verbose=0)) < 1e-5
+
+
+def test_export_converts_a_model_fuse_cannot_rebuild_as_built(tmp_path):
+    inputs = keras.Input((8, 8, 4))
+    shared = keras.layers.Conv2D(4, 1)
+    model = keras.Model(inputs, shared(shared(inputs)))
+    with pytest.warns(UserWarning, match="as built.*shared layer"):
+        info = export_tflite(model, tmp_path / "shared.tflite")
+    assert not info["fused"] and os.path.getsize(info["path"]) > 0

@@ -20,7 +20,7 @@ original convolution; the data movement of the permutation is gone.
 import keras
 from keras import ops
 
-from igc_keras.layers.checks import check_positive_int
+from igc_keras.layers.checks import check_divisible, check_positive_int
 from igc_keras.layers.group_conv import GroupConv2D, block_diagonal
 
 
@@ -57,6 +57,13 @@ class BranchSumConv2D(GroupConv2D):
         name = kwargs.get("name", "")
         check_positive_int(branches, "branches", name)
         check_positive_int(filters, "filters", name)
+        check_divisible(filters, groups, "groups", name)
+        if kwargs.get("data_format", "channels_last") not in (
+                None, "channels_last"):
+            raise ValueError(f"{name}: BranchSumConv2D computes channels-last"
+                             f" tensors; got data_format="
+                             f"{kwargs['data_format']!r}.")
+        kwargs["data_format"] = "channels_last"
         self.branches = int(branches)
         self.summed_filters = int(filters)
         self.summed_use_bias = bool(use_bias)

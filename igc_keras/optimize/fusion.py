@@ -123,6 +123,10 @@ def functional_graph(model):
                             model.get_layer(name))
 
     def names(entries):
+        if isinstance(entries, dict):
+            raise ValueError(f"fuse: model {model.name!r} has dict inputs "
+                             f"or outputs; fuse rebuilds models whose inputs"
+                             f" and outputs are tensors or lists.")
         if entries and not isinstance(entries[0], list):
             entries = [entries]
         return [e[0] for e in entries]
@@ -149,9 +153,10 @@ def _per_channel(node):
         axis = config.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
         return axis in (-1, len(node.layer.input.shape) - 1)
-    if kind in ("ReLU", "ZeroPadding2D", "Dropout", "SpatialDropout2D",
-                "LeakyReLU", "ELU"):
+    if kind in ("ReLU", "Dropout", "LeakyReLU", "ELU"):
         return True
+    if kind in ("ZeroPadding2D", "SpatialDropout2D"):
+        return _channels_last(node)
     if kind == "Activation":
         activation = config.get("activation")
         return isinstance(activation, str) and activation in _ELEMENTWISE
@@ -204,6 +209,10 @@ def _branch_sum(node, branches, inverse_index):
             new_kernel[:, :, :, q * out:(q + 1) * out] = kernel[
                 :, :, positions % per_group, g * out:(g + 1) * out]
     config = dict(node.config)
+    carried = {key: config[key] for key in (
+        "kernel_initializer", "bias_initializer", "kernel_regularizer",
+        "bias_regularizer", "activity_regularizer", "kernel_constraint",
+        "bias_constraint", "trainable", "data_format") if key in config}
     layer = BranchSumConv2D(
         filters, tuple(config["kernel_size"]), branches=branches,
         groups=groups, strides=tuple(config["strides"]),
@@ -211,7 +220,7 @@ def _branch_sum(node, branches, inverse_index):
             config["dilation_rate"]), use_bias=config["use_bias"],
         activation=config.get("activation"),
         implementation=config.get("implementation"), name=node.name,
-        dtype=config.get("dtype"))
+        dtype=config.get("dtype"), **carried)
     node.replacement = layer
     node.weights = [new_kernel] + rest
     return layer

@@ -106,7 +106,8 @@ def _runs(content, shape):
 
 
 def export_tflite(model, path, quantization="float32",
-                  representative_data=None, int8_io=False, fuse=True):
+                  representative_data=None, int8_io=False, fuse=True,
+                  group_convolutions="grouped"):
     """Writes ``model`` as a ``.tflite`` file (see the module docstring).
 
     Args:
@@ -121,7 +122,11 @@ def export_tflite(model, path, quantization="float32",
         fuse: convert the inference form of a Keras 3 functional model
             (:func:`~igc_keras.optimize.fuse`: permutations folded into the
             group convolutions, BatchNorm folded; same outputs, no
-            TRANSPOSE in the file, faster in the interpreter).
+            TRANSPOSE in the file, faster in the interpreter). A model
+            ``fuse`` cannot rebuild is converted as built, with a warning.
+        group_convolutions: passed to ``fuse``: ``"grouped"`` (smallest
+            file) or ``"dense"`` (block-diagonal kernels: faster in the
+            interpreter here, larger file).
 
     Returns:
         dict: ``path``, ``bytes``, ``quantization``, ``fused``,
@@ -140,10 +145,15 @@ def export_tflite(model, path, quantization="float32",
         raise ValueError(f"model input shape {shape}: TFLite export needs a "
                          f"fixed input size.")
     fused = False
-    if fuse and not _is_tf_keras(model) and "input_layers" in (
-            model.get_config() or {}):
+    if fuse and not _is_tf_keras(model):
         from igc_keras.optimize.fusion import fuse as fuse_model
-        model, fused = fuse_model(model), True
+        try:
+            model, fused = fuse_model(
+                model, group_convolutions=group_convolutions), True
+        except (ValueError, TypeError, KeyError) as error:
+            import warnings
+            warnings.warn(f"export_tflite: converting the model as built; "
+                          f"it could not be fused ({error})")
     attempts = ["as built"]
     from igc_keras.layers import GroupConv2D
     if not _is_tf_keras(model) and any(
