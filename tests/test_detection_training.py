@@ -77,10 +77,25 @@ def test_detection_recipe_trains_exports_evaluates_and_detects(tmp_path):
     direct = model.predict_on_batch(image)
     count = int(direct["num_detections"][0])
     assert int(served["num_detections"][0]) == count > 0
+    # a 4-step detector scores neighbouring anchors alike: detections whose
+    # scores tie may come in either order, or fall either side of the top-k
+    # cut. The scores (sorted) must agree; every detection must be found
+    # (box, class, score) among the model's, except ties at the cut.
     np.testing.assert_allclose(served["scores"][0, :count],
                                direct["scores"][0, :count], atol=1e-5)
-    np.testing.assert_allclose(served["boxes"][0, :count],
-                               direct["boxes"][0, :count], atol=1e-4)
+    last = float(direct["scores"][0, count - 1])
+
+    def rows(out):
+        return np.concatenate([
+            np.asarray(out["boxes"][0, :count]),
+            np.asarray(out["classes"][0, :count], "float32")[:, None],
+            np.asarray(out["scores"][0, :count])[:, None]], axis=1)
+    direct_rows, served_rows = rows(direct), rows(served)
+    tolerance = np.array([1e-4] * 4 + [0, 2e-5])
+    found = np.array([np.any(np.all(np.abs(direct_rows - row) <= tolerance,
+                                    axis=1)) for row in served_rows])
+    at_cut = served_rows[:, 5] <= last + 2e-5
+    assert found[~at_cut].all() and found.mean() >= 0.9
 
     # igc-keras evaluate scores last.keras as the run did at its end
     evaluated = evaluate(config, os.path.join(model_dir, "last.keras"))
