@@ -41,6 +41,7 @@ import numpy as np
 import keras
 
 from igc_keras.layers.branch_sum import BranchSumConv2D
+from igc_keras.layers.group_conv import block_diagonal
 from igc_keras.layers.permutation import permutation_indices
 
 #: Elementwise activations a permutation commutes with.
@@ -231,13 +232,8 @@ def _densify(node):
     (zeros between groups): the same outputs, ``groups`` times the
     mult-adds, and the plain convolution every runtime optimises best."""
     kernel, *rest = node.weights
-    groups = node.config["groups"]
-    kh, kw, per_group, filters = kernel.shape
-    out = filters // groups
-    dense = np.zeros((kh, kw, per_group * groups, filters), kernel.dtype)
-    for g in range(groups):
-        dense[:, :, g * per_group:(g + 1) * per_group,
-              g * out:(g + 1) * out] = kernel[:, :, :, g * out:(g + 1) * out]
+    dense = keras.ops.convert_to_numpy(
+        block_diagonal(kernel, node.config["groups"]))
     config = {k: v for k, v in node.config.items() if k != "implementation"}
     node.entry = {"module": "keras.layers", "class_name": "Conv2D",
                   "registered_name": None,
