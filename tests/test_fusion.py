@@ -167,3 +167,6 @@ def test_export_converts_a_model_fuse_cannot_rebuild_as_built(tmp_path):
     with pytest.warns(UserWarning, match="as built.*shared layer"):
         info = export_tflite(model, tmp_path / "shared.tflite")
     assert not info["fused"] and os.path.getsize(info["path"]) > 0
+    with pytest.raises(ValueError, match="group_convolutions='sparse'"):
+        export_tflite(model, tmp_path / "x.tflite",
+                      group_convolutions="sparse")

@@ -144,6 +144,10 @@ def export_tflite(model, path, quantization="float32",
     if any(d is None for d in shape[1:]):
         raise ValueError(f"model input shape {shape}: TFLite export needs a "
                          f"fixed input size.")
+    from igc_keras.optimize.fusion import GROUP_CONVOLUTIONS
+    if group_convolutions not in GROUP_CONVOLUTIONS:
+        raise ValueError(f"group_convolutions={group_convolutions!r}; "
+                         f"allowed: {GROUP_CONVOLUTIONS}.")
     fused = False
     if fuse and not _is_tf_keras(model):
         from igc_keras.optimize.fusion import fuse as fuse_model
