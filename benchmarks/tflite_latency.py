@@ -31,12 +31,13 @@ SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                        os.pardir, "shared", "data", "imagenet", "val_samples")
 
 
-def models(size):
+def models(size, classes=1000):
     """``{name: keras.Model}`` taking RGB 0..255 at ``size``."""
     inputs = keras.Input((size, size, 3))
-    igcv3 = igc_keras.create_model("igcv3_1.0", input_shape=(size, size, 3))
+    igcv3 = igc_keras.create_model("igcv3_1.0", input_shape=(size, size, 3),
+                                   classes=classes)
     mobilenet = keras.applications.MobileNetV2(input_shape=(size, size, 3),
-                                               weights=None)
+                                               weights=None, classes=classes)
     return {
         "igcv3_1.0": keras.Model(inputs, igcv3(preprocessing_layer(
             "igcv3_1.0")(inputs))),

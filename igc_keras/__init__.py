@@ -4,4 +4,13 @@ __version__ = "0.1.0"
 
 from igc_keras.registry import create_model, get_model_spec, list_models
 
+# Registers the package's serializable Keras objects, so that after
+# ``import igc_keras`` every model it saves loads with
+# ``keras.saving.load_model``: the layers (GroupConv2D, ChannelPermutation,
+# BranchSumConv2D), the SSDLite detector and the warmup schedule a recipe's
+# checkpoint carries in its optimizer.
+import igc_keras.layers  # noqa: E402,F401  (imports keras)
+import igc_keras.detection.detector  # noqa: E402,F401
+import igc_keras.training.schedules  # noqa: E402,F401
+
 __all__ = ["create_model", "get_model_spec", "list_models", "__version__"]

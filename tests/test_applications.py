@@ -81,6 +81,31 @@ def test_keras_save_load_round_trip_is_identical(builder, tmp_path):
     np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
 
 
+def test_import_igc_keras_is_enough_to_load_a_saved_model(tmp_path):
+    """A user's fresh process: ``import igc_keras`` registers the package's
+    layers (and the recipe's warmup schedule), so ``keras.saving.load_model``
+    reads a saved IGC model with its optimizer."""
+    import subprocess
+    import sys
+
+    from igc_keras.training.schedules import LinearWarmup
+    model = IGCV3(input_shape=(32, 32, 3), classes=3, alpha=0.35,
+                  weights=None)
+    model.compile(keras.optimizers.SGD(LinearWarmup(
+        keras.optimizers.schedules.CosineDecay(0.1, 10), 2)), "mse")
+    path = str(tmp_path / "saved.keras")
+    model.save(path)
+    code = ("import igc_keras, keras; m = keras.saving.load_model(%r); "
+            "print(type(m.optimizer.learning_rate).__name__ if hasattr("
+            "m.optimizer, 'learning_rate') else '', sorted({type(l).__name__ "
+            "for l in m.layers}))" % path)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, env={**os.environ,
+                                         "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "GroupConv2D" in run.stdout and "ChannelPermutation" in run.stdout
+
+
 @pytest.mark.parametrize("name", ["igcv3", "igcv1_cifar_ident"])
 def test_export_saved_model_serves_the_same_outputs(name, tmp_path):
     build, kwargs, _ = BUILDERS[name]

@@ -172,6 +172,37 @@ def test_cli_exports_int8_with_calibration_and_benches(cifar, tmp_path):
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 
 
+def test_quantize_aware_starts_calibrated_on_real_images(cifar):
+    """tfmot starts activation ranges at [-6, 6] (moved by a 0.999 moving
+    average per step) and weight ranges at [-6, 6] until the first training
+    step; with representative_data the QAT model starts calibrated: the input
+    range is the images' own, and before any training it computes what the
+    float model computes, to int8 precision, on held-out real images."""
+    from igc_keras import optimize
+    x, _, test_x, _ = cifar
+    model = randomize_weights(_classifier("igcv1_cifar_l24m2_d20", 32),
+                              seed=1)
+    calibration = x[:64]
+    qat = optimize.quantize_aware(model, representative_data=calibration)
+    ranges = {w.name.split("/")[-1].split(":")[0]: float(w.numpy())
+              for w in qat.get_layer("quantize_layer").weights}
+    assert ranges["quantize_layer_min"] == min(calibration.min(), 0.0)
+    assert ranges["quantize_layer_max"] == calibration.max()
+    expected = model.predict(test_x[:100], verbose=0)
+    for candidate, bound in ((qat, 0.3),
+                             (optimize.quantize_aware(model), None)):
+        logits = candidate.predict(test_x[:100], verbose=0)
+        error = np.abs(logits - expected).max() / np.abs(expected).max()
+        agreement = np.mean(logits.argmax(1) == expected.argmax(1))
+        print("calibrated" if bound else "tfmot's start", error, agreement)
+        if bound:  # measured 0.145 and 1.0
+            assert error < bound and agreement >= 0.9, (error, agreement)
+        else:  # weights still at [-6, 6]: logits near 0 (measured 0.9997)
+            assert error > 0.5, error
+    with pytest.raises(ValueError, match="representative_data must be"):
+        optimize.quantize_aware(model, representative_data=x[:0])
+
+
 def test_qat_exports_int8_and_pruning_exports_smaller(cifar, tmp_path):
     """The default-suite version of the slow test above: QAT on the IGCV1
     CIFAR net (no fine-tuning: its grouped-conv gradients are slow on CPU)
@@ -208,7 +239,7 @@ def test_qat_exports_int8_and_pruning_exports_smaller(cifar, tmp_path):
 @pytest.mark.parametrize("classes, per_class, epochs, minimum", [
     (("airplane", "frog", "truck"), 1000, 4, 0.95),   # measured 0.974
     (None, 800, 6, 0.90),                              # measured 0.930
-])
+])  # briefly trained (75% / 42% test accuracy): small margins flip
 def test_int8_agreement_of_briefly_trained_igcv3(classes, per_class, epochs,
                                                   minimum, tmp_path):
     """README figures: IGCV3-1.0 at 32x32 trained briefly on real CIFAR-10
@@ -242,3 +273,71 @@ def test_int8_agreement_of_briefly_trained_igcv3(classes, per_class, epochs,
     check = compare_tflite(model, int8["path"], test_x)
     print(check, int8["bytes"] / float32["bytes"])
     assert check["top1_agreement"] >= minimum
+
+
+def _cifar_test_jpegs(keep):
+    """All CIFAR-10 test JPEGs (1,000 a class) of the classes ``keep``."""
+    images, labels = [], []
+    with tarfile.open(os.path.join(DATA, "cifar10_test.tar.gz")) as archive:
+        for member in archive.getmembers():
+            if member.isfile() and member.name.split("/")[1] in keep:
+                images.append(tf.io.decode_jpeg(
+                    archive.extractfile(member).read()).numpy())
+                labels.append(keep.index(member.name.split("/")[1]))
+    return np.stack(images).astype("float32"), np.array(labels)
+
+
+@pytest.mark.slow
+def test_int8_agreement_of_a_trained_igcv3_is_at_least_99_percent(tmp_path):
+    """The issue's goal, on a model trained enough that its test images are
+    not coin flips: IGCV3-1.0 at 32x32 on the 15,000 CIFAR-10 training
+    images of 3 classes (flip + pad-4 crop, AdamW 2e-3 cosine, weight decay
+    0.05, batch 64, 8 epochs, dense group convs; about 13 minutes on 2
+    cores), post-training full int8 calibrated on 200 training images; top-1
+    agreement with the float model on the 3,302 test images of those classes
+    (the 302 original test images and the 3,000 test JPEGs), for the default
+    (fused) export and the model as built. Measured in a prototype run of
+    this configuration: float test accuracy 92.7%; fused 100% / 99.17%,
+    as built 99.34% / 99.20%; int8 file 36.6% of the float file (3 classes:
+    the classifier is small, so the per-channel scales weigh more)."""
+    import keras
+
+    from igc_keras.optimize import compare_tflite, export_tflite
+    keep = ["airplane", "frog", "truck"]
+    x, y, names = _cifar_train(5000)
+    mask = np.isin(y, [names.index(k) for k in keep])
+    x, y = x[mask], np.array([keep.index(names[i]) for i in y[mask]])
+    original = np.load(os.path.join(DATA, "original_test_first932.npz"))
+    selected = np.isin(original["y"], [names.index(k) for k in keep])
+    jpegs, jpeg_labels = _cifar_test_jpegs(keep)
+    test_x = np.concatenate([original["x"][selected].astype("float32"),
+                             jpegs])
+    keras.utils.set_random_seed(0)
+    model = _classifier("igcv3_1.0", 32, classes=3, implementation="dense")
+
+    def augment(image, label):
+        image = tf.image.random_flip_left_right(image)
+        image = tf.image.resize_with_crop_or_pad(image, 36, 36)
+        return tf.image.random_crop(image, (32, 32, 3)), label
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+        len(x), seed=0).map(augment, num_parallel_calls=2).batch(
+        64, drop_remainder=True).prefetch(2)
+    epochs = 8
+    model.compile(keras.optimizers.AdamW(
+        keras.optimizers.schedules.CosineDecay(2e-3, epochs * (len(x) // 64)),
+        weight_decay=0.05),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(train, epochs=epochs, verbose=2)
+    accuracy = np.mean(model.predict(jpegs, verbose=0).argmax(1) ==
+                       jpeg_labels)
+    assert accuracy >= 0.88, accuracy  # trained, not a coin flip
+    calibration = x[::len(x) // 200][:200]
+    float32 = export_tflite(model, str(tmp_path / "float.tflite"))
+    for fuse in (True, False):
+        int8 = export_tflite(model, str(tmp_path / f"int8_{fuse}.tflite"),
+                             "int8", calibration, fuse=fuse)
+        check = compare_tflite(model, int8["path"], test_x)
+        print("fused" if fuse else "as built", check,
+              int8["bytes"] / float32["bytes"])
+        assert check["images"] == 3302
+        assert check["top1_agreement"] >= 0.99, (fuse, check)

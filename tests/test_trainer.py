@@ -205,6 +205,45 @@ def test_two_localhost_workers_train_and_checkpoint(tmp_path):
     assert not os.listdir(os.path.join(model_dir, "scratch"))
 
 
+def _first_epoch_logged(model_dir):
+    log = os.path.join(model_dir, "log.csv")
+    return lambda: os.path.exists(log) and len(_log_rows(model_dir)) == 1
+
+
+def _run_and_kill(overrides, ready, delay):
+    """Runs ``igc-keras train`` with ``overrides`` and SIGKILLs it ``delay``
+    seconds after ``ready()`` turns true (failing if it ends first)."""
+    process = subprocess.Popen(_cli(overrides), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=ENV)
+    started = time.time()
+    try:
+        while not ready():
+            assert process.poll() is None, process.stdout.read()[-3000:]
+            assert time.time() - started < 600
+            time.sleep(0.05)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL
+
+
+def _rerun_after_kill(overrides, model_dir, total_steps):
+    """After a kill in epoch 2 of 2: reruns the same command and checks that
+    the run ends with every step done once and both epochs logged once.
+    Returns ``(completed process, result.json)``."""
+    assert len(_log_rows(model_dir)) == 1, "the kill missed epoch 2"
+    assert not os.path.exists(os.path.join(model_dir, "result.json"))
+    rerun = subprocess.run(_cli(overrides), capture_output=True, text=True,
+                           env=ENV, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    result = _result(model_dir)
+    assert result["steps"] == total_steps
+    assert [r["epoch"] for r in _log_rows(model_dir)] == ["0", "1"]
+    return rerun, result
+
+
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_run_killed_mid_epoch_resumes_without_losing_an_epoch(tmp_path, loop):
     """SIGKILL inside epoch 2 of 2, restart: all steps done once, epoch 1 kept.
@@ -217,33 +256,12 @@ def test_run_killed_mid_epoch_resumes_without_losing_an_epoch(tmp_path, loop):
     epochs, steps = 2, 40
     overrides = _overrides(model_dir, epochs=epochs, steps=steps, **{
         "runtime.loop": loop, "trainer.checkpoint.save_every_n_steps": 4})
-    process = subprocess.Popen(_cli(overrides), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=ENV)
-    log = os.path.join(model_dir, "log.csv")
     mid_epoch = os.path.join(model_dir, "checkpoints",
                              f"ckpt-{steps + 4}.index")
-    started = time.time()
-    try:
-        while not (os.path.exists(mid_epoch) if loop == "custom" else
-                   os.path.exists(log) and len(_log_rows(model_dir)) == 1):
-            assert process.poll() is None, process.stdout.read()[-3000:]
-            assert time.time() - started < 600
-            time.sleep(0.05)
-        if loop == "fit":
-            time.sleep(1.5)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == -signal.SIGKILL
-    assert len(_log_rows(model_dir)) == 1, "the kill missed epoch 2"
-    assert not os.path.exists(os.path.join(model_dir, "result.json"))
-    rerun = subprocess.run(_cli(overrides), capture_output=True, text=True,
-                           env=ENV, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    result = _result(model_dir)
-    assert result["steps"] == epochs * steps
-    assert [r["epoch"] for r in _log_rows(model_dir)] == ["0", "1"]
+    _run_and_kill(overrides, (lambda: os.path.exists(mid_epoch)) if
+                  loop == "custom" else _first_epoch_logged(model_dir),
+                  0.0 if loop == "custom" else 1.5)
+    rerun, _ = _rerun_after_kill(overrides, model_dir, epochs * steps)
     if loop == "custom":
         resumed = int(rerun.stdout.split("Resumed from")[1].split("ckpt-")[1]
                       .split()[0])

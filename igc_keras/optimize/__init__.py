@@ -9,6 +9,10 @@
     optimize.fine_tune(qat, train_ds, epochs=1)     # tf_keras fit, same data
     fused = optimize.fuse(model)   # inference form: no permutation, BN folded
 
+From a recipe, ``task.quantization`` / ``task.pruning`` run the same with
+the recipe's data, optimizer and schedule
+(:mod:`igc_keras.training.model_optimization`).
+
 tfmot works only on tf_keras (Keras 2) models: :mod:`~igc_keras.optimize.
 legacy` rebuilds a Keras 3 model there from its own graph (the one compat
 point) and moves weights by layer name. Nothing here imports tf_keras or

@@ -6,6 +6,8 @@ Recipes::
     config = load_experiment("recipes/quickstart.yaml", ["trainer.epochs=3"])
     model, result = train(config)          # fit or custom loop, resumable
     evaluate(config, "runs/quickstart/best.keras")
+    # task.quantization / task.pruning: tfmot QAT or pruning fine-tuning
+    train(load_experiment("recipes/quickstart_qat.yaml"))
 
 Fine-tuning::
 

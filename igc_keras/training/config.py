@@ -108,6 +108,37 @@ class LossesConfig:
 
 
 @dataclasses.dataclass
+class QuantizationConfig:
+    """Quantization-aware fine-tuning (tfmot's default 8-bit scheme on the
+    model's tf_keras rebuild, :func:`igc_keras.optimize.quantize_aware`).
+    The run ends with a full-int8 TFLite file checked against the QAT model
+    on validation images (:mod:`igc_keras.training.model_optimization`)."""
+
+    enabled: bool = False
+    #: training images whose activation ranges start the QAT model
+    #: (:func:`igc_keras.optimize.quantization.calibrate_ranges`; 0: tfmot's
+    #: own start, [-6, 6] moved by a 0.999 moving average per step).
+    calibration_images: int = 512
+
+
+@dataclasses.dataclass
+class PruningConfig:
+    """Magnitude pruning (tfmot's polynomial sparsity schedule on every
+    convolution and dense kernel, :func:`igc_keras.optimize.prune`) while
+    fine-tuning; the run ends with the stripped, sparse Keras 3 model."""
+
+    enabled: bool = False
+    target_sparsity: float = 0.5
+    initial_sparsity: float = 0.0
+    #: the schedule ramps sparsity from ``begin_epoch`` to ``end_epoch``
+    #: (null: ``trainer.epochs``), updating the masks every ``frequency``
+    #: steps; training goes on with the final masks after ``end_epoch``.
+    begin_epoch: float = 0.0
+    end_epoch: Optional[float] = None
+    frequency: int = 100
+
+
+@dataclasses.dataclass
 class TaskConfig:
     #: ``classification`` (a registry network + softmax) or ``detection``
     #: (:class:`igc_keras.detection.SSDLite`: ``model.name`` is the backbone,
@@ -123,6 +154,13 @@ class TaskConfig:
                                            is_training=False,
                                            augmentation="none"))
     losses: LossesConfig = dataclasses.field(default_factory=LossesConfig)
+    #: weights to start from: a ``.keras`` or ``.weights.h5`` file of this
+    #: recipe's model (e.g. an earlier run's ``best.keras``); null:
+    #: ``model.weights``. QAT and pruning fine-tune a trained model.
+    init_checkpoint: Optional[str] = None
+    quantization: QuantizationConfig = dataclasses.field(
+        default_factory=QuantizationConfig)
+    pruning: PruningConfig = dataclasses.field(default_factory=PruningConfig)
 
 
 @dataclasses.dataclass
@@ -419,4 +457,72 @@ def validate(config):
     if len(config.task.model.input_size) != 3:
         raise ConfigError(f"task.model.input_size must be [height, width, "
                           f"channels]; got {config.task.model.input_size}.")
+    _validate_model_optimization(config)
     return config
+
+
+def _validate_model_optimization(config):
+    """``task.quantization`` / ``task.pruning``: one at a time, on what the
+    tf_keras fine-tuning loop runs (classification, ``fit``, float32, one
+    device or mirrored replicas)."""
+    task, pruning = config.task, config.task.pruning
+    enabled = [key for key in ("quantization", "pruning")
+               if getattr(task, key).enabled]
+    if len(enabled) > 1:
+        raise ConfigError("task.quantization.enabled and task.pruning.enabled "
+                          "are both true; run pruning first, then QAT on the "
+                          "pruned model's checkpoint.")
+    if not enabled:
+        return
+    key = f"task.{enabled[0]}.enabled"
+    if task.type != "classification":
+        raise ConfigError(f"{key}: QAT / pruning fine-tuning supports "
+                          f"task.type 'classification'; got {task.type!r}.")
+    runtime = config.runtime
+    if runtime.distribution_strategy not in ("auto", "one_device", "mirrored"):
+        raise ConfigError(
+            f"{key}: runtime.distribution_strategy="
+            f"{runtime.distribution_strategy!r} is not supported for QAT / "
+            f"pruning fine-tuning (tf_keras fit on one device or mirrored "
+            f"replicas); allowed: ['auto', 'one_device', 'mirrored'].")
+    if runtime.loop == "custom":
+        raise ConfigError(f"{key}: runtime.loop='custom' is not supported; "
+                          f"QAT / pruning fine-tune with tf_keras fit "
+                          f"('auto' or 'fit').")
+    if runtime.mixed_precision_dtype != "float32":
+        raise ConfigError(f"{key}: runtime.mixed_precision_dtype must be "
+                          f"'float32' (tfmot's wrappers compute in float32); "
+                          f"got {runtime.mixed_precision_dtype!r}.")
+    if config.trainer.ema.enabled:
+        raise ConfigError(f"{key}: trainer.ema.enabled must be false (the "
+                          f"tf_keras fine-tuning loop does not swap in EMA "
+                          f"weights).")
+    if config.trainer.warmup.epochs and (
+            config.trainer.learning_rate.type != "cosine"):
+        raise ConfigError(
+            f"{key}: trainer.warmup.epochs={config.trainer.warmup.epochs} "
+            f"needs trainer.learning_rate.type 'cosine' here (its own warmup)"
+            f"; got {config.trainer.learning_rate.type!r}.")
+    if enabled[0] != "pruning":
+        if task.quantization.calibration_images < 0:
+            raise ConfigError(f"task.quantization.calibration_images must be "
+                              f">= 0; got {task.quantization.calibration_images}"
+                              f".")
+        return
+    if not 0 < pruning.target_sparsity < 1:
+        raise ConfigError(f"task.pruning.target_sparsity must be in (0, 1); "
+                          f"got {pruning.target_sparsity}.")
+    if not 0 <= pruning.initial_sparsity < pruning.target_sparsity:
+        raise ConfigError(f"task.pruning.initial_sparsity must be in [0, "
+                          f"target_sparsity={pruning.target_sparsity}); got "
+                          f"{pruning.initial_sparsity}.")
+    end = config.trainer.epochs if pruning.end_epoch is None else \
+        pruning.end_epoch
+    if not 0 <= pruning.begin_epoch < end <= config.trainer.epochs:
+        raise ConfigError(
+            f"task.pruning.begin_epoch={pruning.begin_epoch} and end_epoch="
+            f"{pruning.end_epoch} must satisfy 0 <= begin_epoch < end_epoch "
+            f"<= trainer.epochs={config.trainer.epochs}.")
+    if pruning.frequency < 1:
+        raise ConfigError(f"task.pruning.frequency must be >= 1 (steps); got "
+                          f"{pruning.frequency}.")

@@ -80,8 +80,9 @@ class CustomLoop:
         self.validation_ds = setup["validation_ds"]
         self.model_dir = config.trainer.model_dir
         self.global_batch = config.task.train_data.global_batch_size
+        from igc_keras.training.trainer import build_model
         with self.strategy.scope():
-            self.model = task.build_model(setup["implementation"])
+            self.model = build_model(config, setup["implementation"])
             schedule = learning_rate_schedule(config.trainer, self.global_batch,
                                               self.steps_per_epoch)
             optimizer = build_optimizer(config, schedule)

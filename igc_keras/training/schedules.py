@@ -7,6 +7,11 @@ TPU pod slice and a laptop. Warmup ramps linearly from 0 over
 warmup), step (``boundaries_epochs`` x ``decay_rate``), exponential
 (``decay_rate`` every ``decay_epochs``, the authors' 0.98 per epoch) or a
 constant rate. Weight decay and EMA are the Keras optimizers' own.
+
+Both builders take ``module``: ``keras`` (the default) or ``tf_keras``,
+whose optimizers and schedules have the same names and arguments — the
+QAT / pruning fine-tuning loop (:mod:`igc_keras.training.model_optimization`)
+trains tfmot's tf_keras models with the recipe's own optimizer this way.
 """
 
 import keras
@@ -46,22 +51,25 @@ def scaled_learning_rate(trainer, global_batch_size):
     return rate.initial_learning_rate * global_batch_size / rate.base_batch_size
 
 
-def learning_rate_schedule(trainer, global_batch_size, steps_per_epoch):
+def learning_rate_schedule(trainer, global_batch_size, steps_per_epoch,
+                           module=keras):
     """The recipe's schedule over ``trainer.epochs x steps_per_epoch`` steps.
 
     Args:
         trainer: :class:`~igc_keras.training.config.TrainerConfig`.
         global_batch_size: examples per step over all replicas.
         steps_per_epoch: optimizer steps per epoch.
+        module: ``keras`` or ``tf_keras`` (warmup before a non-cosine
+            schedule is Keras 3 only).
 
     Returns:
-        A ``keras.optimizers.schedules.LearningRateSchedule``.
+        A ``module.optimizers.schedules.LearningRateSchedule``.
     """
     config = trainer.learning_rate
     rate = scaled_learning_rate(trainer, global_batch_size)
     total = max(1, trainer.epochs * steps_per_epoch)
     warmup = int(round(trainer.warmup.epochs * steps_per_epoch))
-    schedules = keras.optimizers.schedules
+    schedules = module.optimizers.schedules
     if config.type == "cosine":
         return schedules.CosineDecay(
             0.0 if warmup else rate, max(1, total - warmup),
@@ -80,27 +88,32 @@ def learning_rate_schedule(trainer, global_batch_size, steps_per_epoch):
             config.decay_rate, staircase=True)
     else:
         schedule = schedules.PiecewiseConstantDecay([total], [rate, rate])
+    if warmup and module is not keras:
+        raise ValueError(f"trainer.warmup.epochs={trainer.warmup.epochs} "
+                         f"before a {config.type!r} schedule is Keras 3 only;"
+                         f" use learning_rate.type 'cosine' (its own warmup).")
     return LinearWarmup(schedule, warmup) if warmup else schedule
 
 
-def build_optimizer(config, schedule):
+def build_optimizer(config, schedule, module=keras):
     """SGD (momentum, optional Nesterov), RMSProp or AdamW from the recipe.
 
     Weight decay is ``task.losses.weight_decay`` (decoupled, x learning rate,
     which for SGD is the authors' L2 ``wd``); EMA of the weights when
     ``trainer.ema.enabled`` (swapped in at the end of training).
+    ``module``: ``keras`` or ``tf_keras``.
     """
     trainer, decay = config.trainer, config.task.losses.weight_decay
     common = dict(weight_decay=decay or None, use_ema=trainer.ema.enabled,
                   ema_momentum=trainer.ema.decay)
     kind = trainer.optimizer.type
     if kind == "sgd":
-        return keras.optimizers.SGD(schedule,
+        return module.optimizers.SGD(schedule,
                                     momentum=trainer.optimizer.momentum,
                                     nesterov=trainer.optimizer.nesterov,
                                     **common)
     if kind == "rmsprop":
-        return keras.optimizers.RMSprop(schedule, rho=0.9,
+        return module.optimizers.RMSprop(schedule, rho=0.9,
                                         momentum=trainer.optimizer.momentum,
                                         epsilon=1e-3, **common)
-    return keras.optimizers.AdamW(schedule, **{**common, "weight_decay": decay})
+    return module.optimizers.AdamW(schedule, **{**common, "weight_decay": decay})

@@ -98,8 +98,44 @@ def group_conv_choice(config, strategy):
 def build_model(config, implementation="native"):
     """The recipe's model (see :mod:`igc_keras.training.tasks`): logits for
     classification, an :class:`~igc_keras.detection.SSDLite` for detection.
-    Inputs are RGB 0..255."""
-    return get_task(config).build_model(implementation)
+    Inputs are RGB 0..255. Starts from ``task.init_checkpoint`` when set."""
+    model = get_task(config).build_model(implementation)
+    if config.task.init_checkpoint:
+        load_init_checkpoint(model, config.task.init_checkpoint)
+    return model
+
+
+def load_init_checkpoint(model, path):
+    """Loads ``task.init_checkpoint`` (a ``.keras`` or ``.weights.h5`` file of
+    the recipe's model) into ``model``; a missing file or a different
+    architecture raises :class:`ConfigError` naming the key."""
+    key = f"task.init_checkpoint={path!r}"
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"{key} does not exist.")
+    try:
+        if path.endswith(".keras"):
+            source = keras.saving.load_model(path, compile=False)
+            shapes = [tuple(w.shape) for w in source.weights]
+            expected = [tuple(w.shape) for w in model.weights]
+            if shapes != expected:
+                raise ValueError(f"its {len(shapes)} weights do not match the "
+                                 f"recipe model's {len(expected)} (first "
+                                 f"difference: {_first_difference(shapes, expected)})")
+            model.set_weights(source.get_weights())
+        elif path.endswith(".weights.h5"):
+            model.load_weights(path)
+        else:
+            raise ValueError("expected a .keras or .weights.h5 file")
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"{key}: {error}.") from error
+    return model
+
+
+def _first_difference(shapes, expected):
+    for index, (have, want) in enumerate(zip(shapes, expected)):
+        if have != want:
+            return f"weight {index}: {have} vs {want}"
+    return f"{len(shapes)} vs {len(expected)} weights"
 
 
 def loss_function(config, reduction="sum_over_batch_size"):
@@ -165,7 +201,7 @@ def _fit(config, setup):
     global_batch = config.task.train_data.global_batch_size
     task = get_task(config)
     with strategy.scope():
-        model = task.build_model(setup["implementation"])
+        model = build_model(config, setup["implementation"])
         schedule = learning_rate_schedule(config.trainer, global_batch, steps)
         model.compile(optimizer=build_optimizer(config, schedule),
                       steps_per_execution=config.runtime.steps_per_execution,
@@ -197,7 +233,14 @@ def train(config):
     ``result``: ``loop``, ``replicas``, ``steps_per_epoch``, ``steps`` (the
     optimizer's step count at the end, resumed runs included), ``final``
     (the last epoch's metrics, validation included).
+
+    A recipe with ``task.quantization.enabled`` or ``task.pruning.enabled``
+    fine-tunes instead (:func:`igc_keras.training.model_optimization.
+    optimize_model`).
     """
+    if config.task.quantization.enabled or config.task.pruning.enabled:
+        from igc_keras.training.model_optimization import optimize_model
+        return optimize_model(config)
     loop = resolve_loop(config)
     setup = prepare(config)
     os.makedirs(config.trainer.model_dir, exist_ok=True)

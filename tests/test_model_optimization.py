@@ -1,0 +1,176 @@
+"""Recipe-driven QAT and pruning (``task.quantization`` / ``task.pruning``)
+on real data (scikit-learn's UCI digits), checked in the TFLite interpreter:
+fine-tuning from a trained run's checkpoint, the outputs, resume after
+SIGKILL, and recipe errors that name their key."""
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from test_trainer import (ENV, _cli, _first_epoch_logged, _log_rows,
+                          _overrides, _rerun_after_kill, _result,
+                          _run_and_kill)
+
+from igc_keras.training.config import ConfigError, load_experiment
+from igc_keras.training.trainer import build_model, train
+
+RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                       "recipes")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A briefly trained run of the small recipe: its ``best.keras``."""
+    model_dir = str(tmp_path_factory.mktemp("base"))
+    train(load_experiment(None, _overrides(model_dir, epochs=1, steps=6)))
+    return os.path.join(model_dir, "best.keras")
+
+
+def test_init_checkpoint_starts_from_the_trained_weights(trained):
+    import keras
+    config = load_experiment(None, _overrides(
+        "unused", **{"task.init_checkpoint": trained}))
+    model = build_model(config)
+    saved = keras.saving.load_model(trained)
+    for mine, theirs in zip(model.weights, saved.weights):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+    other = load_experiment(None, _overrides("unused", **{
+        "task.init_checkpoint": trained,
+        "task.model.name": "igcv2_cifar_xception_c35_d20"}))
+    with pytest.raises(ConfigError, match="task.init_checkpoint=.*do not "
+                                          "match"):
+        build_model(other)
+    missing = load_experiment(None, _overrides("unused", **{
+        "task.init_checkpoint": "/nonexistent/best.keras"}))
+    with pytest.raises(ConfigError, match="task.init_checkpoint=.*does not "
+                                          "exist"):
+        build_model(missing)
+
+
+def test_qat_recipe_fine_tunes_and_exports_a_checked_int8_file(
+        trained, tmp_path):
+    from igc_keras.optimize.tflite import describe_tflite
+    model_dir = str(tmp_path / "qat")
+    config = load_experiment(None, _overrides(model_dir, epochs=2, steps=4, **{
+        "task.init_checkpoint": trained, "task.quantization.enabled": True,
+        "trainer.warmup.epochs": 0}))
+    qat, result = train(config)
+    assert any(type(layer).__name__ == "QuantizeWrapperV2"
+               for layer in qat.layers)
+    assert result["steps"] == 8 and np.isfinite(result["final"]["loss"])
+    assert result == _result(model_dir)
+    check = result["tflite"]
+    assert check["path"] == os.path.join(model_dir, "model_int8.tflite")
+    assert check["quantization"] == "int8" and check["images"] == 256
+    # the int8 file against the fake-quant model it came from, in the
+    # interpreter, on real validation digits
+    assert check["top1_agreement"] >= 0.95, check
+    assert describe_tflite(check["path"])["quantization"] == "int8"
+    assert os.path.isdir(os.path.join(model_dir, "export"))
+    assert os.path.exists(os.path.join(model_dir, "best_weights",
+                                       "checkpoint.index"))
+    assert [row["epoch"] for row in _log_rows(model_dir)] == ["0", "1"]
+
+
+def test_pruning_recipe_leaves_a_sparse_keras_model_that_exports_smaller(
+        trained, tmp_path):
+    import keras
+
+    from igc_keras.optimize import run_tflite, sparsity
+    model_dir = str(tmp_path / "prune")
+    config = load_experiment(None, _overrides(model_dir, epochs=2, steps=4, **{
+        "task.init_checkpoint": trained, "task.pruning.enabled": True,
+        "task.pruning.end_epoch": 1, "task.pruning.frequency": 1,
+        "trainer.warmup.epochs": 0}))
+    _, result = train(config)
+    assert result["steps"] == 8
+    pruned = keras.saving.load_model(os.path.join(model_dir, "pruned.keras"))
+    assert type(pruned).__module__.startswith("keras")
+    report = sparsity(pruned)["overall"]
+    assert 0.45 <= report <= 0.55 and result["sparsity"] == pytest.approx(
+        report)
+    check = result["tflite"]
+    assert check["top1_agreement"] == 1.0 and check["max_abs_diff"] < 1e-3
+    assert result["gzip_bytes"] < 0.8 * result["dense_gzip_bytes"]
+    import tensorflow as tf
+
+    from igc_keras.data.classification import digits_arrays
+    digits = digits_arrays("validation")[0][:8, :, :, None].astype("float32")
+    images = tf.image.resize(np.repeat(digits, 3, -1), (32, 32)).numpy()
+    np.testing.assert_allclose(run_tflite(check["path"], images),
+                               pruned.predict(images, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_pruning_run_killed_mid_run_resumes(trained, tmp_path):
+    """SIGKILL after epoch 1 of 2 is logged; the rerun does epoch 2 only."""
+    model_dir = str(tmp_path / "killed")
+    epochs, steps = 2, 30
+    overrides = _overrides(model_dir, epochs=epochs, steps=steps, **{
+        "task.init_checkpoint": trained, "task.pruning.enabled": "true",
+        "task.pruning.frequency": 5, "trainer.warmup.epochs": 0})
+    _run_and_kill(overrides, _first_epoch_logged(model_dir), 1.0)
+    _, result = _rerun_after_kill(overrides, model_dir, epochs * steps)
+    assert 0.45 <= result["sparsity"] <= 0.55
+
+
+def test_qat_recipe_trains_mirrored_on_two_logical_cpus(trained, tmp_path):
+    """tf_keras fit under MirroredStrategy with 2 replicas (a fresh
+    process: logical devices are set before TensorFlow starts)."""
+    model_dir = str(tmp_path / "mirrored")
+    overrides = _overrides(model_dir, epochs=1, steps=2, **{
+        "task.init_checkpoint": trained, "task.quantization.enabled": "true",
+        "trainer.warmup.epochs": 0,
+        "runtime.distribution_strategy": "mirrored",
+        "runtime.logical_cpu_devices": 2})
+    run = subprocess.run(_cli(overrides), capture_output=True, text=True,
+                         env=ENV, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = _result(model_dir)
+    assert result["replicas"] == 2 and result["steps"] == 2, result
+    assert result["tflite"]["top1_agreement"] >= 0.95, result
+    odd = subprocess.run(_cli(overrides + [
+        "task.train_data.global_batch_size=31"]), capture_output=True,
+        text=True, env=ENV, timeout=600)
+    assert odd.returncode == 2
+    assert ("task.train_data.global_batch_size=31 is not divisible by the 2 "
+            "replicas") in odd.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"task.quantization.enabled": True, "task.pruning.enabled": True},
+     "both true"),
+    ({"task.pruning.enabled": True, "task.pruning.target_sparsity": 1.5},
+     "task.pruning.target_sparsity must be in"),
+    ({"task.pruning.enabled": True, "task.pruning.end_epoch": 5},
+     "end_epoch=5"),
+    ({"task.pruning.enabled": True, "task.pruning.frequency": 0},
+     "task.pruning.frequency must be"),
+    ({"task.quantization.enabled": True, "runtime.loop": "custom"},
+     "runtime.loop='custom'"),
+    ({"task.quantization.enabled": True,
+      "runtime.distribution_strategy": "tpu", "runtime.tpu": "local"},
+     "runtime.distribution_strategy='tpu'"),
+    ({"task.quantization.enabled": True,
+      "runtime.mixed_precision_dtype": "mixed_float16"},
+     "runtime.mixed_precision_dtype must be 'float32'"),
+    ({"task.quantization.enabled": True,
+      "trainer.learning_rate.type": "step"}, "trainer.warmup.epochs=1.0"),
+    ({"task.quantization": {"enable": True}},
+     "unknown key task.quantization.enable"),
+])
+def test_model_optimization_recipe_errors_name_the_key(extra, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")
+                       .replace(")", r"\)").replace(".", r"\.")
+                       .replace("*", r"\*").replace("[", r"\[")):
+        load_experiment(None, _overrides("unused", **extra))
+
+
+@pytest.mark.parametrize("name", ["quickstart_qat.yaml",
+                                  "quickstart_prune.yaml"])
+def test_shipped_model_optimization_recipes_load(name):
+    config = load_experiment(os.path.join(RECIPES, name))
+    assert config.task.init_checkpoint == "runs/quickstart/best.keras"
+    assert config.task.quantization.enabled or config.task.pruning.enabled
