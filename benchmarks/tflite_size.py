@@ -33,10 +33,12 @@ def breakdown(path):
     model = flatbuffer_utils.read_model(path)
     parts = {"int8_weights": 0, "int32_biases": 0, "other_buffers": 0,
              "quantization_parameters": 0}
+    counted = set()  # tensors may share a buffer
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             data = model.buffers[tensor.buffer].data
-            size = 0 if data is None else len(data)
+            size = 0 if data is None or tensor.buffer in counted else len(data)
+            counted.add(tensor.buffer)
             kind = ("int8_weights" if tensor.type == 9 else
                     "int32_biases" if tensor.type == 2 else "other_buffers")
             parts[kind] += size

@@ -292,14 +292,15 @@ def test_int8_agreement_of_a_trained_igcv3_is_at_least_99_percent(tmp_path):
     """The issue's goal, on a model trained enough that its test images are
     not coin flips: IGCV3-1.0 at 32x32 on the 15,000 CIFAR-10 training
     images of 3 classes (flip + pad-4 crop, AdamW 2e-3 cosine, weight decay
-    0.05, batch 64, 8 epochs, dense group convs; about 13 minutes on 2
-    cores), post-training full int8 calibrated on 200 training images; top-1
+    0.05, batch 64, 12 epochs, dense group convs; about 17 minutes on 2
+    cores), post-training full int8 calibrated on 100 training images; top-1
     agreement with the float model on the 3,302 test images of those classes
     (the 302 original test images and the 3,000 test JPEGs), for the default
-    (fused) export and the model as built. Measured in a prototype run of
-    this configuration: float test accuracy 92.7%; fused 100% / 99.17%,
-    as built 99.34% / 99.20%; int8 file 36.6% of the float file (3 classes:
-    the classifier is small, so the per-channel scales weigh more)."""
+    (fused) export and the model as built. Measured: 99.36% fused, 99.39% as
+    built. At 8 epochs the goal sat on the boundary (99.24% in one training,
+    98.82% in another), so the test trains 12. The int8 file is 36.6% of the
+    float file here (3 classes: the classifier is small, so the per-channel
+    scales weigh more; 31.8% at 1000 classes, benchmarks/tflite_size.py)."""
     import keras
 
     from igc_keras.optimize import compare_tflite, export_tflite
@@ -322,7 +323,7 @@ def test_int8_agreement_of_a_trained_igcv3_is_at_least_99_percent(tmp_path):
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
         len(x), seed=0).map(augment, num_parallel_calls=2).batch(
         64, drop_remainder=True).prefetch(2)
-    epochs = 8
+    epochs = 12
     model.compile(keras.optimizers.AdamW(
         keras.optimizers.schedules.CosineDecay(2e-3, epochs * (len(x) // 64)),
         weight_decay=0.05),
@@ -331,7 +332,7 @@ def test_int8_agreement_of_a_trained_igcv3_is_at_least_99_percent(tmp_path):
     accuracy = np.mean(model.predict(jpegs, verbose=0).argmax(1) ==
                        jpeg_labels)
     assert accuracy >= 0.88, accuracy  # trained, not a coin flip
-    calibration = x[::len(x) // 200][:200]
+    calibration = x[::len(x) // 200][:200]  # export_tflite uses the first 100
     float32 = export_tflite(model, str(tmp_path / "float.tflite"))
     for fuse in (True, False):
         int8 = export_tflite(model, str(tmp_path / f"int8_{fuse}.tflite"),
