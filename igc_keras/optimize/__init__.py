@@ -1,7 +1,7 @@
 """Model optimization and deployment: QAT, pruning, TFLite.
 
     from igc_keras import optimize
-    qat = optimize.quantize_aware(model)              # tfmot QAT (tf_keras)
+    qat = optimize.quantize_aware(model, representative_data=images)  # QAT
     pruned = optimize.prune(model, target_sparsity=0.5, end_step=2000)
     optimize.export_tflite(model, "igcv3.tflite", quantization="int8",
                            representative_data=images)

@@ -1,9 +1,11 @@
 """Magnitude pruning (tfmot) of the package's Keras 3 models.
 
 :func:`prune` rebuilds the model in tf_keras (:mod:`igc_keras.optimize.
-legacy`) and wraps every convolution and dense layer (grouped, depthwise and
-the classifier) in tfmot's ``prune_low_magnitude`` with a polynomial
-sparsity schedule. Fine-tune it with tf_keras ``fit`` and the
+legacy`) and wraps every convolution and dense layer in tfmot's
+``prune_low_magnitude`` with a polynomial sparsity schedule: the 1x1, grouped
+and full convolutions and the classifier are pruned; tfmot's registry
+leaves depthwise kernels dense (their wrapper prunes nothing), so a model's
+overall sparsity is a little below the target. Fine-tune it with tf_keras ``fit`` and the
 ``tfmot.sparsity.keras.UpdatePruningStep()`` callback
 (:func:`pruning_callbacks`), then :func:`strip` removes the wrappers and,
 given the original model, moves the sparse weights back into Keras 3.

@@ -60,9 +60,12 @@ def _range_variables(layer):
     range, or None. A layer with a pre-activation range (none of the
     package's layers) is left to tfmot's own estimate."""
     found = {}
+    # the input's QuantizeLayer names its range after itself
+    # (quantize_layer, quantize_layer_1, ... in one process)
+    kinds = _RANGE_KINDS + (layer.name,)
     for variable in layer.non_trainable_weights:
         short = variable.name.split("/")[-1].split(":")[0]
-        for kind in _RANGE_KINDS:
+        for kind in kinds:
             for end in ("min", "max"):
                 if short == f"{kind}_{end}":
                     found[end] = variable
@@ -73,17 +76,19 @@ def _range_variables(layer):
 
 
 def calibrate_ranges(qat, legacy, images, batch_size=16):
-    """Sets the activation ranges of a QAT model from real images (see the
-    module docstring).
+    """Sets the weight and activation ranges of a QAT model from real images
+    (see the module docstring).
 
     Args:
         qat: the tfmot model :func:`quantize_aware` built from ``legacy``.
         legacy: the unquantized tf_keras rebuild (same layer names).
         images: ``(N, H, W, 3)`` images as the model takes them (RGB
             0..255), e.g. 100-1,000 training images.
+        batch_size: images per inference call (every layer's output of a
+            batch is held at once).
 
     Returns:
-        the number of ranges set.
+        the number of activation ranges set.
     """
     images = np.asarray(images, "float32")
     if images.ndim != 4 or len(images) == 0:

@@ -123,9 +123,10 @@ class QuantizationConfig:
 
 @dataclasses.dataclass
 class PruningConfig:
-    """Magnitude pruning (tfmot's polynomial sparsity schedule on every
-    convolution and dense kernel, :func:`igc_keras.optimize.prune`) while
-    fine-tuning; the run ends with the stripped, sparse Keras 3 model."""
+    """Magnitude pruning (tfmot's polynomial sparsity schedule on the
+    convolution and dense kernels; tfmot leaves depthwise kernels dense,
+    :func:`igc_keras.optimize.prune`) while fine-tuning; the run ends with
+    the stripped, sparse Keras 3 model."""
 
     enabled: bool = False
     target_sparsity: float = 0.5
@@ -475,6 +476,10 @@ def _validate_model_optimization(config):
     if not enabled:
         return
     key = f"task.{enabled[0]}.enabled"
+    if not task.init_checkpoint and not task.model.weights:
+        raise ConfigError(f"{key}: QAT / pruning fine-tune a trained model; "
+                          f"set task.init_checkpoint (e.g. a run's "
+                          f"best.keras) or task.model.weights.")
     if task.type != "classification":
         raise ConfigError(f"{key}: QAT / pruning fine-tuning supports "
                           f"task.type 'classification'; got {task.type!r}.")
@@ -521,7 +526,7 @@ def _validate_model_optimization(config):
     if not 0 <= pruning.begin_epoch < end <= config.trainer.epochs:
         raise ConfigError(
             f"task.pruning.begin_epoch={pruning.begin_epoch} and end_epoch="
-            f"{pruning.end_epoch} must satisfy 0 <= begin_epoch < end_epoch "
+            f"{end} must satisfy 0 <= begin_epoch < end_epoch "
             f"<= trainer.epochs={config.trainer.epochs}.")
     if pruning.frequency < 1:
         raise ConfigError(f"task.pruning.frequency must be >= 1 (steps); got "

@@ -1,7 +1,8 @@
 """Recipe-driven quantization-aware training and pruning (tfmot).
 
 ``igc-keras train`` on a recipe with ``task.quantization.enabled`` or
-``task.pruning.enabled`` (see ``recipes/cifar10_igcv1_l24m2_d20_qat.yaml``)
+``task.pruning.enabled`` (see ``recipes/quickstart_qat.yaml`` and
+``recipes/quickstart_prune.yaml``)
 runs :func:`optimize_model`:
 
 1. the recipe's Keras 3 classifier is built with ``task.init_checkpoint``'s

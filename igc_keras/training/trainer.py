@@ -126,7 +126,7 @@ def load_init_checkpoint(model, path):
             model.load_weights(path)
         else:
             raise ValueError("expected a .keras or .weights.h5 file")
-    except (ValueError, OSError) as error:
+    except Exception as error:  # corrupt archive, unknown class, mismatch
         raise ConfigError(f"{key}: {error}.") from error
     return model
 
@@ -292,7 +292,8 @@ def load_for_evaluation(config, checkpoint, implementation="native"):
     """
     if checkpoint.endswith(".keras"):
         return keras.saving.load_model(checkpoint)
-    model = build_model(config, implementation)
+    # (not build_model: task.init_checkpoint is where training started)
+    model = get_task(config).build_model(implementation)
     if checkpoint.endswith(".weights.h5"):
         model.load_weights(checkpoint)
         return model
