@@ -10,6 +10,7 @@ point per output channel of every weight and bias tensor: TFLite's schema
 stores zero points as int64) and the rest (graph, names, metadata).
 
     python benchmarks/tflite_size.py [--size 224] [--classes 1000] [--no-fuse]
+                                     [--per-tensor]
 """
 
 import argparse
@@ -56,6 +57,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--no-fuse", action="store_true")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="int8 weights with one scale per tensor")
     args = parser.parse_args(argv)
     calibration = read_images(SAMPLES, (args.size, args.size), 100,
                               key="calibration")
@@ -68,7 +71,8 @@ def main(argv=None):
                     model, os.path.join(directory, f"{name}_{quantization}"
                                         ".tflite"), quantization,
                     calibration if quantization == "int8" else None,
-                    fuse=not args.no_fuse)
+                    fuse=not args.no_fuse,
+                    per_channel=not args.per_tensor)
             parts = breakdown(files["int8"]["path"])
             total = files["float32"]["bytes"]
             rows.append({

@@ -205,7 +205,8 @@ def export_command(args):
                 check = None
         else:
             info = export_tflite(model, output, quantization, calibration,
-                                 int8_io=args.int8_io, fuse=not args.no_fuse)
+                                 int8_io=args.int8_io, fuse=not args.no_fuse,
+                                 per_channel=not args.per_tensor)
     except (ValueError, OSError) as error:
         print(f"igc-keras export: {error}", file=sys.stderr)
         return 2
@@ -344,6 +345,10 @@ def main(argv=None):
                         help="convert the model as built (default: its fused "
                         "inference form, igc_keras.optimize.fuse: same "
                         "outputs, permutations and BatchNorm folded)")
+    export.add_argument("--per-tensor", action="store_true",
+                        help="one int8 scale per weight tensor: a smaller "
+                        "file (no per-channel scales and zero points); "
+                        "check its agreement with --check")
     export.add_argument("-o", "--output", help="output .tflite")
     export.set_defaults(func=export_command)
     bench = sub.add_parser(
