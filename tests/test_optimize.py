@@ -325,11 +325,15 @@ def test_int8_agreement_of_a_trained_igcv3_is_at_least_99_percent(tmp_path):
     cores), post-training full int8 calibrated on 100 training images; top-1
     agreement with the float model on the 3,302 test images of those classes
     (the 302 original test images and the 3,000 test JPEGs), for the default
-    (fused) export and the model as built. Measured: 99.36% fused, 99.39% as
-    built. At 8 epochs the goal sat on the boundary (99.24% in one training,
-    98.82% in another), so the test trains 12. The int8 file is 36.6% of the
-    float file here (3 classes: the classifier is small, so the per-channel
-    scales weigh more; 31.8% at 1000 classes, benchmarks/tflite_size.py)."""
+    (fused) export, the model as built and the fused per-tensor export, whose
+    file must also be under 30% of the float file (the issue's size goal).
+    Measured in two runs: fused 99.36% / 99.12%, as built 99.39% / 99.36%;
+    per-tensor 99.36% at 27.1% of the float file (second run). At 8 epochs
+    the goal sat on the boundary (99.24% in one training, 98.82% in
+    another), so the test trains 12. The per-channel int8 file is 36.6% of
+    the float file here (3 classes: the classifier is small, so the
+    per-channel scales weigh more; 31.8% at 1000 classes,
+    benchmarks/tflite_size.py)."""
     import keras
 
     from igc_keras.optimize import compare_tflite, export_tflite
@@ -363,11 +367,15 @@ def test_int8_agreement_of_a_trained_igcv3_is_at_least_99_percent(tmp_path):
     assert accuracy >= 0.88, accuracy  # trained, not a coin flip
     calibration = x[::len(x) // 200][:200]  # export_tflite uses the first 100
     float32 = export_tflite(model, str(tmp_path / "float.tflite"))
-    for fuse in (True, False):
+    for fuse, per_channel in ((True, True), (False, True), (True, False)):
         int8 = export_tflite(model, str(tmp_path / f"int8_{fuse}.tflite"),
-                             "int8", calibration, fuse=fuse)
+                             "int8", calibration, fuse=fuse,
+                             per_channel=per_channel)
         check = compare_tflite(model, int8["path"], test_x)
-        print("fused" if fuse else "as built", check,
-              int8["bytes"] / float32["bytes"])
+        size = int8["bytes"] / float32["bytes"]
+        print("fused" if fuse else "as built",
+              "per-channel" if per_channel else "per-tensor", check, size)
         assert check["images"] == 3302
         assert check["top1_agreement"] >= 0.99, (fuse, check)
+        if not per_channel:  # the issue's size goal too
+            assert size < 0.30, size
