@@ -178,7 +178,7 @@ def optimize_model(config):
     Returns:
         ``(tfmot tf_keras model, result)``; ``result`` is ``result.json``.
     """
-    from igc_keras.training.trainer import (build_model, check_inputs,
+    from igc_keras.training.trainer import (build_model, check_inputs, seed,
                                             steps_per_epoch)
     kind = "quantization" if config.task.quantization.enabled else "pruning"
     train_size, _ = check_inputs(config)
@@ -192,10 +192,7 @@ def optimize_model(config):
         # the default strategy is one device too, and tf_keras'
         # BackupAndRestore refuses OneDeviceStrategy
         strategy = tf.distribute.get_strategy()
-    import keras
-    keras.utils.set_random_seed(config.runtime.seed)
-    if config.runtime.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    seed(config)
     task = get_task(config)
     steps = steps_per_epoch(config, train_size)
     model_dir = config.trainer.model_dir

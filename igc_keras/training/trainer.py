@@ -165,6 +165,14 @@ def distributed_datasets(config, strategy, which=("train_data",
     return datasets
 
 
+def seed(config):
+    """``runtime.seed`` for Python, NumPy and TF; op determinism when
+    ``runtime.deterministic``."""
+    keras.utils.set_random_seed(config.runtime.seed)
+    if config.runtime.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def prepare(config):
     """Everything but the loop: seeds, precision, strategy, sizes, data.
 
@@ -176,9 +184,7 @@ def prepare(config):
     # the strategy comes before any TF op: multi-worker collectives and
     # logical devices must be configured at start-up
     strategy = get_strategy(config.runtime)
-    keras.utils.set_random_seed(config.runtime.seed)
-    if config.runtime.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    seed(config)
     keras.mixed_precision.set_global_policy(
         config.runtime.mixed_precision_dtype)
     train_ds, validation_ds = distributed_datasets(config, strategy)
