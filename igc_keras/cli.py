@@ -6,51 +6,6 @@ import os
 import sys
 
 
-def _fmt(value, scale, digits=3):
-    return "-" if value is None else f"{value / scale:.{digits}f}"
-
-
-def zoo_rows(pattern="*"):
-    """One dict per registered model matching ``pattern``, measured now.
-
-    ``params`` follows the paper row's counting convention; ``mult_adds`` is
-    the standard count, and ``mult_adds_paper_convention`` the count under the
-    row's convention where it differs (IGCV2 ImageNet).
-    """
-    from igc_keras.design import count_mult_adds, count_params
-    from igc_keras.registry import get_model_spec, list_models
-
-    for name in list_models(pattern):
-        spec = get_model_spec(name)
-        model = spec.build()
-        row = {"spec": spec, "mult_adds": count_mult_adds(model),
-               "mult_adds_paper_convention": None}
-        if spec.paper:
-            row["params"], madds = spec.paper.count(model)
-            if spec.paper.spatial_twice:
-                row["mult_adds_paper_convention"] = madds
-        else:
-            row["params"] = count_params(model)
-        yield row
-
-
-def _convention(paper):
-    if paper is None:
-        return "CFB"
-    return "C" + ("F" if paper.classifier else "") + (
-        "B" if paper.batchnorm else "")
-
-
-def _note(row):
-    spec = row["spec"]
-    note = ("RECONSTRUCTED: " + spec.reconstructed) if spec.reconstructed \
-        else spec.description
-    if row["mult_adds_paper_convention"] is not None:
-        note = (f"[MAdds with 3x3 convs counted twice: "
-                f"{row['mult_adds_paper_convention'] / 1e6:.1f}M] " + note)
-    return note
-
-
 def models_command(args):
     from igc_keras.registry import list_models
 
@@ -70,13 +25,14 @@ def models_command(args):
                   f"{'MAdds(M)':>10s} {'paper':>8s}  {'cnt':3s} notes")
         print(header)
         print("-" * len(header))
+    from igc_keras.design.zoo_table import convention, fmt, note, zoo_rows
     for row in zoo_rows(args.pattern):
         spec, paper = row["spec"], row["spec"].paper
-        cells = (spec.name, _fmt(row["params"], 1e6),
+        cells = (spec.name, fmt(row["params"], 1e6),
                  paper.params if paper else "-",
-                 _fmt(row["mult_adds"], 1e6, 1),
-                 (paper and paper.mult_adds) or "-", _convention(paper),
-                 _note(row))
+                 fmt(row["mult_adds"], 1e6, 1),
+                 (paper and paper.mult_adds) or "-", convention(paper),
+                 note(row))
         if args.markdown:
             print("| " + " | ".join(cells) + " |")
         else:
@@ -255,6 +211,99 @@ def bench_command(args):
     return 0
 
 
+def finetune_arguments(parser):
+    """Adds ``igc-keras finetune``'s options to an ``argparse`` parser."""
+    add = parser.add_argument
+    add("--data", required=True, metavar="DIR",
+        help="training images, one subfolder per class")
+    add("--model", required=True, metavar="NAME",
+        help="registry name (igc-keras models --names-only)")
+    add("--weights", default=None, metavar="imagenet|PATH",
+        help="backbone weights: 'imagenet' or a weights file saved with "
+             "include_top=False, pooling='avg' (default: random "
+             "initialisation)")
+    add("--val-data", default=None, metavar="DIR",
+        help="validation images with the same class subfolders (default: a "
+             "split of --data)")
+    add("--validation-split", type=float, default=0.2, metavar="F",
+        help="fraction of --data held out for validation without --val-data "
+             "(default 0.2)")
+    add("--epochs", type=int, default=10, metavar="N",
+        help="phase-2 epochs: whole backbone fine-tuned (default 10)")
+    add("--head-epochs", type=int, default=5, metavar="N",
+        help="phase-1 epochs: backbone frozen, new head trained (default 5)")
+    add("--batch-size", type=int, default=32, metavar="N", help="default 32")
+    add("--image-size", type=int, default=None, metavar="S",
+        help="square input size (default: the network's)")
+    add("--lr", type=float, default=1e-4,
+        help="phase-2 learning rate (default 1e-4)")
+    add("--head-lr", type=float, default=1e-3,
+        help="phase-1 learning rate (default 1e-3)")
+    add("--dropout", type=float, default=0.2,
+        help="dropout before the classifier (default 0.2)")
+    add("--no-augment", action="store_true",
+        help="no random flip / translation / zoom")
+    add("--seed", type=int, default=0, help="default 0")
+    add("--output", default=None, metavar="DIR",
+        help="output folder (default: finetune_<model>)")
+    add("--verbose", type=int, default=1, choices=(0, 1, 2),
+        help="0 quiet, else one line per epoch")
+    add("--group-conv-implementation", default="auto",
+        choices=("auto", "native", "split", "dense"),
+        help="how group convolutions run (default auto: split without a GPU)")
+    return parser
+
+
+#: finetune()'s argument names -> the command line's options (messages).
+FINETUNE_OPTIONS = {
+    "data_dir": "--data", "validation_dir": "--val-data",
+    "validation_split": "--validation-split", "epochs_head": "--head-epochs",
+    "epochs_full": "--epochs", "head_lr": "--head-lr", "full_lr": "--lr",
+    "batch_size": "--batch-size", "image_size": "--image-size",
+    "output_dir": "--output", "dropout": "--dropout"}
+
+
+def finetune_command(args):
+    """Runs :func:`~igc_keras.training.finetune.finetune` from the parsed
+    options and prints a short summary; a bad argument or folder is a
+    one-line error naming the option (exit status 2)."""
+    import re
+
+    from igc_keras.errors import ConfigError
+    from igc_keras.training.finetune import finetune
+    weights = args.weights
+    if weights is not None and weights.lower() == "none":
+        weights = None
+    output = args.output or f"finetune_{args.model}"
+    try:
+        result = finetune(
+            args.model, args.data, weights=weights, epochs_head=args.head_epochs,
+            epochs_full=args.epochs, head_lr=args.head_lr, full_lr=args.lr,
+            batch_size=args.batch_size, image_size=args.image_size,
+            output_dir=output, augment=not args.no_augment, seed=args.seed,
+            verbose=args.verbose, validation_dir=args.val_data,
+            validation_split=args.validation_split, dropout=args.dropout,
+            group_conv_implementation=args.group_conv_implementation)
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        message = re.sub(r"`?\b(" + "|".join(FINETUNE_OPTIONS) + r")\b`?",
+                         lambda m: FINETUNE_OPTIONS[m.group(1)], str(error))
+        print(f"igc-keras finetune: error: {message}", file=sys.stderr)
+        return 2
+    skipped = (f"; {len(result.skipped_files)} unreadable image(s) skipped"
+               if result.skipped_files else "")
+    print(f"{args.model}: val_accuracy {result.val_accuracy:.4f}, val_loss "
+          f"{result.val_loss:.4f} on {result.num_val} validation images "
+          f"({len(result.class_names)} classes, {result.num_train} training "
+          f"images{skipped})")
+    print(f"best model:  {result.best_path}")
+    print(f"final model: {result.final_path}")
+    print(f"log: {result.log_path}  classes: {result.class_names_path}  "
+          f"metrics: {result.metrics_path}")
+    return 0
+
+
 def _recipe_arguments(parser):
     parser.add_argument("recipe", help="experiment YAML (see recipes/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -291,12 +340,11 @@ def main(argv=None):
                          help="check the file's git blob id against the "
                               "authors' release first")
     convert.set_defaults(func=convert_command)
-    from igc_keras.training.finetune import add_arguments, run
     finetune = sub.add_parser(
         "finetune", help="fine-tune a model on a folder of class subfolders "
                          "(head first, then the whole network)")
-    add_arguments(finetune)
-    finetune.set_defaults(func=run)
+    finetune_arguments(finetune)
+    finetune.set_defaults(func=finetune_command)
     train = sub.add_parser(
         "train", help="train from a YAML recipe (any strategy; a killed run "
                       "resumes when restarted)")
@@ -365,10 +413,13 @@ def main(argv=None):
     try:
         return args.func(args)
     except Exception as error:
-        from igc_keras.training.config import ConfigError
+        from igc_keras.errors import ConfigError, TrainingError
         if isinstance(error, ConfigError):
             print(f"igc-keras {args.command}: {error}", file=sys.stderr)
             return 2
+        if isinstance(error, TrainingError):
+            print(f"igc-keras {args.command}: {error}", file=sys.stderr)
+            return 1
         raise
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from conftest import DATA
 from igc_keras.data import build_classification_dataset
-from igc_keras.data.classification import folder_files
+from igc_keras.data.folders import scan_image_folder
 from igc_keras.training.config import DataConfig
 
 
@@ -54,7 +54,7 @@ def test_eval_pipeline_is_deterministic_centre_crop(cifar_folder):
 
 
 def test_tfrecord_source_reads_model_garden_examples(cifar_folder, tmp_path):
-    paths, labels, _ = folder_files(cifar_folder)
+    paths, labels = scan_image_folder(cifar_folder).examples()
     record = str(tmp_path / "train-00000-of-00001")
     with tf.io.TFRecordWriter(record) as writer:
         for path, label in zip(paths, labels):
@@ -73,16 +73,16 @@ def test_tfrecord_source_reads_model_garden_examples(cifar_folder, tmp_path):
 
 def test_bad_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"task\.train_data\.data_dir='/nope' is "
-                                         r"not a directory"):
+                                         r"not an existing directory"):
         build_classification_dataset(DataConfig(source="folder",
                                                 data_dir="/nope"), (8, 8), 2)
     (tmp_path / "only").mkdir()
     with pytest.raises(ValueError, match="at least 2"):
-        folder_files(str(tmp_path))
+        scan_image_folder(str(tmp_path))
     (tmp_path / "empty").mkdir()
     (tmp_path / "only" / "a.jpg").write_bytes(b"x")
-    with pytest.raises(ValueError, match="'empty' has no images"):
-        folder_files(str(tmp_path))
+    with pytest.raises(ValueError, match=r"\['empty'\] contain no images"):
+        scan_image_folder(str(tmp_path))
     with pytest.raises(ValueError, match="no TFRecord files match"):
         build_classification_dataset(DataConfig(source="tfrecord",
                                                 data_dir=str(tmp_path)),

@@ -1,23 +1,22 @@
-"""Fine-tuning (igc_keras.training.finetune) on real CIFAR-10 JPEGs.
+"""Fine-tuning (igc_keras.training.finetune, a front-end on the recipe
+trainer) on real CIFAR-10 JPEGs.
 
 No ImageNet weights can be downloaded here, so the transfer test makes its
-own "pretrained" backbone: ``igcv2_cifar_xception_c35_d8`` (the IGCV2 paper's
-Xception-style CIFAR net, the fastest registered one to train on 2 CPU cores)
-is trained for 4 epochs on 8 CIFAR-10 classes, its backbone weights are saved
+own "pretrained" backbone: ``igcv2_cifar_igcv2_c64_d8`` (the IGCV2 paper's
+IGC-V2 CIFAR net at depth 8: group convolutions and channel permutations,
+run in the ``dense`` implementation, the fastest on CPU) is trained by a
+recipe for 4 epochs on 8 CIFAR-10 classes, its backbone weights are saved
 (``include_top=False, pooling="avg"``), and ``finetune(weights=that_file)``
 learns the 2 held-out classes (horse, truck) from 250 training images each,
 validated on 500 real CIFAR-10 *test* images of each.
 
-Measured with this file's recipe for seeds 0-4 (2 shared CPU cores, TF 2.21
-/ Keras 3.15): validation accuracy after fine-tuning 0.857 / 0.830 / 0.832 /
-0.813 / 0.819 (seed 0 is the one the test uses); best head-only accuracy on
-the frozen pretrained features 0.807 / 0.770 / 0.784 / 0.791 / 0.782. A
-randomly initialised backbone with the same recipe (slow test), seeds 0 / 1:
-0.670 / 0.575 after fine-tuning, 0.622 / 0.405 with its features frozen.
-The thresholds below leave margin under the worst measured seed.
+Measured with this file's recipe, seed 0 (2 CPU cores, TF 2.21 / Keras
+3.15; ``pytest tests/test_finetune.py -k transfers -s -n 0``): pretraining
+best validation accuracy 0.403 (8 classes); fine-tuned 0.816, best
+head-only accuracy on the frozen features 0.770. The thresholds below leave
+margin under them.
 """
 
-import argparse
 import csv
 import json
 import os
@@ -33,20 +32,20 @@ import tensorflow as tf
 from conftest import DATA
 
 import igc_keras
-from igc_keras.applications.imagenet_utils import preprocessing_layer
-from igc_keras.training.finetune import (add_arguments, augment_dataset,
-                                         build_classifier, default_image_size,
-                                         finetune, freeze_backbone,
-                                         image_folder_datasets, run,
-                                         scan_image_folder, unfreeze_backbone)
+from igc_keras.cli import main
+from igc_keras.data import build_classification_dataset
+from igc_keras.data.folders import check_same_classes, scan_image_folder
+from igc_keras.training.config import DataConfig, load_experiment
+from igc_keras.training.finetune import default_image_size, finetune
+from igc_keras.training.tasks import ClassificationTask
+from igc_keras.training.trainer import set_trainable, train
 
 CIFAR = os.path.join(DATA, "cifar10")
 TRAIN_TAR = os.path.join(CIFAR, "cifar10_train.tar.gz")
 TEST_TAR = os.path.join(CIFAR, "cifar10_test.tar.gz")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-MODEL = "igcv2_cifar_xception_c35_d8"       # transfer test (fast to train)
-IGC_MODEL = "igcv2_cifar_igcv2_c64_d8"      # CLI test: GroupConv2D + permutation
+MODEL = "igcv2_cifar_igcv2_c64_d8"      # GroupConv2D + ChannelPermutation
 HELD_OUT = ("horse", "truck")
 PRETRAIN = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
             "ship")
@@ -54,12 +53,21 @@ PRETRAIN_PER_CLASS = 400     # CIFAR train images 0000-0399 of each class
 FINETUNE_PER_CLASS = 250     # CIFAR train images 0000-0249 of each class
 VAL_PER_CLASS = 500          # CIFAR *test* images 0000-0499 of each class
 
-# Fine-tuned accuracy on the 1,000 held-out test images (chance 0.5);
-# measured 0.813-0.857 over seeds 0-4.
-MIN_FINETUNED_ACCURACY = 0.75
+# Fine-tuned accuracy on the 1,000 held-out test images (chance 0.5).
+MIN_FINETUNED_ACCURACY = 0.70
 # Best phase-1 accuracy (backbone frozen): the pretrained features alone
-# separate the new classes; measured 0.770-0.807 (random features 0.41-0.62).
-MIN_FROZEN_FEATURE_ACCURACY = 0.70
+# separate the new classes.
+MIN_FROZEN_FEATURE_ACCURACY = 0.65
+
+
+def igc_layers(model):
+    """``(group convs with groups > 1, channel permutations)`` anywhere in
+    ``model``."""
+    from igc_keras.design.counting import iter_layers
+    layers = list(iter_layers(model))
+    return ([l for l in layers if type(l).__name__ == "GroupConv2D"
+             and l.groups > 1],
+            [l for l in layers if type(l).__name__ == "ChannelPermutation"])
 
 
 def extract(tar_path, dest, per_class):
@@ -107,25 +115,35 @@ def cifar(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pretrained_backbone(cifar, tmp_path_factory):
-    """Backbone weights trained on the 8 other classes, and its accuracy."""
-    keras.utils.set_random_seed(0)
-    train, val, names = image_folder_datasets(
-        str(cifar / "pretrain"), 32, 64, validation_split=0.1, seed=0,
-        verbose=False)
-    assert names == sorted(PRETRAIN)
+    """Backbone weights trained by a recipe on the 8 other classes, and the
+    run's best validation accuracy."""
+    run_dir = tmp_path_factory.mktemp("pretrain")
+    folder = {"source": "folder", "data_dir": str(cifar / "pretrain"),
+              "validation_split": 0.1, "global_batch_size": 64}
+    config = load_experiment(overrides=[
+        ("runtime", {"distribution_strategy": "one_device"}),
+        ("task.model", {"name": MODEL, "num_classes": 8,
+                        "input_size": [32, 32, 3],
+                        "group_conv_implementation": "dense"}),
+        ("task.train_data", {**folder, "augmentation": "light"}),
+        ("task.validation_data", {**folder, "split": "validation"}),
+        ("task.losses", {"weight_decay": 0.0}),
+        ("trainer", {"optimizer": {"type": "adam"}, "epochs": 4,
+                     "learning_rate": {"type": "constant",
+                                       "initial_learning_rate": 3e-3,
+                                       "base_batch_size": 64},
+                     "model_dir": str(run_dir),
+                     "checkpoint": {"export_saved_model": False}})])
+    model, result = train(config)
+    network = ClassificationTask(config).backbone(model)
     backbone = igc_keras.create_model(MODEL, include_top=False, pooling="avg",
                                       input_shape=(32, 32, 3))
-    inputs = keras.Input((32, 32, 3))
-    features = backbone(preprocessing_layer(MODEL)(inputs))  # BN trains
-    model = keras.Model(inputs, keras.layers.Dense(
-        len(names), activation="softmax")(features))
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(augment_dataset(train, seed=0), validation_data=val,
-                        epochs=4, shuffle=False, verbose=0).history
-    path = str(tmp_path_factory.mktemp("pretrained") / "backbone.weights.h5")
+    for layer in backbone.layers:
+        if layer.weights:
+            layer.set_weights(network.get_layer(layer.name).get_weights())
+    path = str(run_dir / "backbone.weights.h5")
     backbone.save_weights(path)
-    return path, max(history["val_accuracy"])
+    return path, max(result["history"]["val_top1"])
 
 
 def finetune_held_out(cifar, weights, output_dir):
@@ -133,13 +151,13 @@ def finetune_held_out(cifar, weights, output_dir):
                     validation_dir=str(cifar / "test"), weights=weights,
                     epochs_head=4, epochs_full=4, head_lr=1e-3, full_lr=1e-4,
                     batch_size=32, image_size=32, output_dir=str(output_dir),
-                    seed=0, verbose=0)
+                    seed=0, verbose=0, group_conv_implementation="dense")
 
 
 def test_pretrained_backbone_transfers_to_held_out_classes(
         cifar, pretrained_backbone, tmp_path):
     weights, pretrain_accuracy = pretrained_backbone
-    assert pretrain_accuracy >= 0.30  # 8 classes: chance 0.125; seed 0: 0.49
+    assert pretrain_accuracy >= 0.30  # 8 classes: chance 0.125
 
     result = finetune_held_out(cifar, weights, tmp_path / "out")
     print(f"pretrained on 8 classes: val_accuracy {pretrain_accuracy:.3f}; "
@@ -159,11 +177,14 @@ def test_pretrained_backbone_transfers_to_held_out_classes(
                      result.history_full["val_accuracy"])
     assert result.val_accuracy == pytest.approx(best_epoch, abs=1e-3)
 
-    # final.keras reloads and reproduces the reported accuracy
+    # final.keras is the trained IGC network; it reloads and reproduces the
+    # reported accuracy on integer labels
     final = keras.models.load_model(result.final_path)
-    _, val, _ = image_folder_datasets(
-        str(cifar / "train"), 32, 32, validation_directory=str(
-            cifar / "test"), verbose=False)
+    groups, permutations = igc_layers(final)
+    assert groups and permutations
+    val = build_classification_dataset(
+        DataConfig(source="folder", data_dir=str(cifar / "test"),
+                   is_training=False, augmentation="none"), (32, 32), 32)
     _, accuracy = final.evaluate(val, verbose=0)
     assert accuracy == pytest.approx(result.val_accuracy, abs=1e-3)
     with open(result.log_path) as handle:
@@ -197,18 +218,15 @@ def test_cli_run_end_to_end_with_unreadable_images(cifar, tmp_path, capsys):
         truncated = handle.read()[:200]
     (tmp_path / "data" / "truck" / "truncated.jpg").write_bytes(truncated)
     output = tmp_path / "out"
-    parser = add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args([
-        "--data", data, "--model", IGC_MODEL, "--epochs", "1",
-        "--head-epochs", "1", "--batch-size", "16", "--image-size", "32",
-        "--validation-split", "0.25", "--output", str(output),
-        "--verbose", "0"])
-
     with pytest.warns(UserWarning, match="skipping 2 of 50 image file"):
-        assert run(args) == 0
+        assert main([
+            "finetune", "--data", data, "--model", MODEL, "--epochs", "1",
+            "--head-epochs", "1", "--batch-size", "16", "--image-size", "32",
+            "--validation-split", "0.25", "--output", str(output),
+            "--verbose", "0", "--group-conv-implementation", "dense"]) == 0
 
     out = capsys.readouterr().out
-    assert f"{IGC_MODEL}: val_accuracy" in out
+    assert f"{MODEL}: val_accuracy" in out
     assert "2 unreadable image(s) skipped" in out
     assert str(output / "final.keras") in out
     for name in ("best.keras", "final.keras", "training_log.csv",
@@ -221,9 +239,8 @@ def test_cli_run_end_to_end_with_unreadable_images(cifar, tmp_path, capsys):
     assert metrics["num_train"] + metrics["num_val"] == 48
     assert len(metrics["skipped_files"]) == 2
     model = keras.models.load_model(output / "final.keras")
-    layer_types = {type(layer).__name__
-                   for layer in model.get_layer(IGC_MODEL).layers}
-    assert {"GroupConv2D", "ChannelPermutation"} <= layer_types
+    groups, permutations = igc_layers(model)
+    assert groups and permutations
     assert not any("random" in layer.name or "augment" in layer.name
                    for layer in model.layers)  # augmentation is not saved
     image = tf.io.decode_jpeg(tf.io.read_file(
@@ -242,31 +259,37 @@ def test_program_reports_bad_data_and_exit_code(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "--data=" in result.stderr and "not an existing directory" in \
         result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_names_command_line_options_in_errors(tmp_path, capsys):
-    parser = add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--data", str(tmp_path), "--model", MODEL,
-                              "--epochs", "0", "--head-epochs", "0"])
-    assert run(args) == 2
+    assert main(["finetune", "--data", str(tmp_path), "--model", MODEL,
+                 "--epochs", "0", "--head-epochs", "0"]) == 2
     assert "--head-epochs + --epochs must be >= 1" in capsys.readouterr().err
 
 
 def test_batchnorm_stays_in_inference_mode_in_both_phases():
-    model, backbone = build_classifier(MODEL, 3, image_size=32, dropout=0.0)
+    config = load_experiment(overrides=[("task.model", {
+        "name": MODEL, "num_classes": 3, "input_size": [32, 32, 3],
+        "head": "transfer", "head_dropout": 0.0,
+        "classifier_activation": "softmax"})])
+    task = ClassificationTask(config)
+    model = task.build_model("dense")
+    backbone = task.backbone(model)
     assert [layer.name for layer in model.layers] == [
-        "image", "preprocessing", backbone.name, "classifier"]
+        "images", "preprocessing", backbone.name, "classifier"]
     assert model.output_shape == (None, 3)
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3))
     batchnorm = [layer for layer in backbone.layers
                  if isinstance(layer, keras.layers.BatchNormalization)]
     # fit() calls the model with training=True; the training=False of the
     # nested backbone call does not stop that in Keras 3, frozen BN layers do
-    freeze_backbone(backbone)
+    set_trainable(task, model, "head")
     assert [w.name for w in model.trainable_weights] == ["kernel", "bias"]
     np.testing.assert_allclose(model(images, training=True),
                                model(images, training=False), atol=1e-6)
-    assert unfreeze_backbone(backbone) == len(batchnorm) == 9
+    set_trainable(task, model, "full")
+    assert len(batchnorm) >= 9
     np.testing.assert_allclose(model(images, training=True),
                                model(images, training=False), atol=1e-6)
     trainable = {id(w) for w in model.trainable_weights}
@@ -288,7 +311,7 @@ def test_default_image_size():
 # ------------------------------------------------------------ data errors
 def test_missing_directory(tmp_path):
     with pytest.raises(ValueError, match="directory=.*not an existing"):
-        image_folder_datasets(str(tmp_path / "nope"), 32, 4)
+        scan_image_folder(str(tmp_path / "nope"))
     with pytest.raises(ValueError, match="data_dir=.*not an existing"):
         finetune(MODEL, str(tmp_path / "nope"), output_dir=str(tmp_path))
 
@@ -296,13 +319,13 @@ def test_missing_directory(tmp_path):
 def test_folder_without_class_subfolders(cifar, tmp_path):
     os.link(cifar / "train" / "horse" / "0000.jpg", tmp_path / "0000.jpg")
     with pytest.raises(ValueError, match="directory=.*no class subfolders"):
-        image_folder_datasets(str(tmp_path), 32, 4)
+        scan_image_folder(str(tmp_path))
 
 
 def test_single_class(cifar, tmp_path):
     data = make_folder(tmp_path / "data", {"horse": 3}, cifar / "train")
     with pytest.raises(ValueError, match="only 1 class subfolder.*'horse'"):
-        image_folder_datasets(data, 32, 4)
+        scan_image_folder(data)
 
 
 def test_empty_class(cifar, tmp_path):
@@ -311,7 +334,7 @@ def test_empty_class(cifar, tmp_path):
     (tmp_path / "data" / "truck" / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match=r"directory=.*\['truck'\] contain no "
                                          r"images"):
-        image_folder_datasets(data, 32, 4)
+        scan_image_folder(data)
 
 
 def test_validation_directory_must_match(cifar, tmp_path):
@@ -319,11 +342,14 @@ def test_validation_directory_must_match(cifar, tmp_path):
                        cifar / "train")
     other = make_folder(tmp_path / "b", {"horse": 3}, cifar / "test")
     make_folder(tmp_path / "b", {"ship": 3}, cifar / "pretrain")
-    with pytest.raises(ValueError, match="validation_directory=.*same as"):
-        image_folder_datasets(data, 32, 4, validation_directory=other)
-    with pytest.raises(ValueError, match="validation_directory=.*not an"):
-        image_folder_datasets(data, 32, 4,
-                              validation_directory=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="validation_dir=.*same as"):
+        check_same_classes(scan_image_folder(data, "data_dir"),
+                           scan_image_folder(other, "validation_dir"))
+    with pytest.raises(ValueError, match="validation_dir=.*same as"):
+        finetune(MODEL, data, validation_dir=other, output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="validation_dir=.*not an"):
+        finetune(MODEL, data, validation_dir=str(tmp_path / "c"),
+                 output_dir=str(tmp_path))
 
 
 def test_unreadable_images_are_reported_and_skipped(cifar, tmp_path):
@@ -337,12 +363,12 @@ def test_unreadable_images_are_reported_and_skipped(cifar, tmp_path):
     assert sorted(os.path.basename(p) for p in scan.unreadable) == [
         "zz_corrupt.jpg", "zz_text.png"]
     with pytest.warns(UserWarning, match="skipping 2 of 14 image file"):
-        train, val, names = image_folder_datasets(
-            data, 32, 4, validation_split=0.25, seed=0, verbose=False)
-    assert names == ["horse", "truck"]
+        scan.report()
+    split = {"source": "folder", "data_dir": data, "validation_split": 0.25,
+             "is_training": False, "augmentation": "none"}
+    datasets = [build_classification_dataset(
+        DataConfig(split=part, **split), (32, 32), 4, scan=scan)
+        for part in ("train", "validation")]
     for _ in range(2):  # full passes (epochs): nothing fails mid-epoch
-        assert sum(int(x.shape[0]) for ds in (train, val) for x, _ in ds) == 12
-    # without the up-front check they are still skipped, silently
-    train, val, _ = image_folder_datasets(data, 32, 4, validation_split=0.25,
-                                          check_images=False, verbose=False)
-    assert sum(int(x.shape[0]) for ds in (train, val) for x, _ in ds) == 12
+        assert [sum(int(x.shape[0]) for x, _ in ds) for ds in datasets] == [
+            9, 3]

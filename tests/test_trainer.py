@@ -1,5 +1,7 @@
 """Recipe training on real data (scikit-learn's UCI digits): fit and custom
-loops, mirrored on 2 logical CPUs, 2 localhost workers, SIGKILL + resume."""
+loops, mirrored on 2 logical CPUs, 2 localhost workers, SIGKILL + resume,
+EMA; every run trains an IGC network (group convolutions + channel
+permutations) and learning is asserted on the 297 held-out digits."""
 
 import csv
 import json
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,11 +21,13 @@ from igc_keras.data.classification import digits_arrays
 from igc_keras.training.config import ConfigError, load_experiment
 from igc_keras.training.trainer import evaluate, train
 
-#: A small real-data run: the IGCV2 paper's Xception(C35) CIFAR net at depth 8
-#: on the digits at 32x32. Everything a recipe sets is exercised.
+#: A small real-data run: the IGCV2 paper's IGC-V2(C64) CIFAR net at depth 8
+#: (group convolutions and channel permutations; ``dense``, the fastest CPU
+#: form) on the digits at 32x32. Everything a recipe sets is exercised.
 SMALL = [
     "runtime.distribution_strategy=one_device",
-    "task.model.name=igcv2_cifar_xception_c35_d8",
+    "task.model.name=igcv2_cifar_igcv2_c64_d8",
+    "task.model.group_conv_implementation=dense",
     "task.model.num_classes=10", "task.model.input_size=[32, 32, 3]",
     "task.train_data.source=digits", "task.train_data.split=train",
     "task.train_data.global_batch_size=32",
@@ -37,6 +42,27 @@ SMALL = [
     "trainer.warmup.epochs=1",
 ]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+#: Learning runs: 3 epochs of 24 steps of 64 digits (about 3 passes over
+#: the 1,500), SGD at 0.1 without warmup. Held-out top-1 measured 0.85 after
+#: epoch 3 (0.06 / 0.31 after epochs 1 / 2; fit loop, seed 0); chance is 0.1.
+LEARN = {"trainer.epochs": 3, "trainer.steps_per_epoch": 24,
+         "task.train_data.global_batch_size": 64,
+         "trainer.learning_rate.base_batch_size": 64,
+         "trainer.learning_rate.initial_learning_rate": 0.1,
+         "trainer.warmup.epochs": 0, "task.losses.label_smoothing": 0.0}
+MIN_LEARNT_TOP1 = 0.5
+
+
+def assert_igc_network(model):
+    """The trained graph holds group convolutions (groups > 1) and channel
+    permutations."""
+    from igc_keras.design.counting import iter_layers
+    layers = list(iter_layers(model))
+    assert any(type(l).__name__ == "GroupConv2D" and l.groups > 1
+               for l in layers)
+    assert any(type(l).__name__ == "ChannelPermutation" for l in layers)
 
 
 def _overrides(model_dir, epochs=2, steps=6, **extra):
@@ -64,13 +90,17 @@ def _result(model_dir):
 def test_recipe_trains_logs_checkpoints_exports_and_evaluates(tmp_path, loop):
     model_dir = str(tmp_path / loop)
     config = load_experiment(overrides=_overrides(
-        model_dir, **{"runtime.loop": loop, "trainer.ema.enabled": "true",
-                      "runtime.steps_per_execution": 2}))
+        model_dir, **{**LEARN, "runtime.loop": loop,
+                      "trainer.ema.enabled": "true", "trainer.ema.decay": 0.9,
+                      "runtime.steps_per_execution": 3}))
     model, result = train(config)
-    assert result["loop"] == loop and result["steps"] == 12
+    assert result["loop"] == loop and result["steps"] == 72
+    assert_igc_network(model)
+    print(f"{loop}: held-out top-1 {result['final']['val_top1']:.3f}")
+    assert result["final"]["val_top1"] >= MIN_LEARNT_TOP1
     assert result == _result(model_dir)
     rows = _log_rows(model_dir)
-    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
     assert {"loss", "top1", "top5", "val_loss", "val_top1", "val_top5"} <= set(
         rows[0])
     # the run learns: training loss falls on real digits
@@ -159,6 +189,9 @@ def test_mirrored_on_two_logical_cpus_trains_and_checkpoints(tmp_path):
         assert run.returncode == 0, run.stderr[-3000:]
         result = _result(model_dir)
         assert result["replicas"] == 2 and result["steps"] == 12, result
+        assert_igc_network(keras.saving.load_model(
+            os.path.join(model_dir, "last.keras")))
+        assert result["final"]["loss"] < result["history"]["loss"][0]
         assert os.path.exists(os.path.join(model_dir, "last.keras"))
 
 

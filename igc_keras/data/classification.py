@@ -16,17 +16,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+from igc_keras.data.folders import (IMAGE_EXTENSIONS, class_image_files,
+                                   scan_image_folder)
 
-
-def class_image_files(class_dir):
-    """Image files anywhere under ``class_dir`` (Tiny ImageNet keeps them in
-    ``<class>/images/``), in the order keras' ``index_directory`` lists them."""
-    found = []
-    for root, _, files in sorted(os.walk(class_dir), key=lambda item: item[0]):
-        found += [os.path.join(root, name) for name in sorted(files)
-                  if name.lower().endswith(IMAGE_EXTENSIONS)]
-    return found
+#: ``augmentation: light``: the Keras transfer-learning guide's random
+#: horizontal flip, translation and zoom (fractions of the image size).
+LIGHT_TRANSLATION, LIGHT_ZOOM = 0.1, 0.1
 
 
 def read_images(directory, size, limit=None, key="directory"):
@@ -92,34 +87,37 @@ def decode_and_center_crop(image_bytes, size, crop_fraction=0.875):
 
 
 def _decode_any(image_bytes, size):
+    """Any image format, centre-cropped to ``size``'s aspect ratio and
+    resized (no distortion; ``crop_to_aspect_ratio`` in Keras' readers)."""
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    target = size[0] / size[1]
+    crop_h = tf.minimum(shape[0], shape[1] * target)
+    crop_w = tf.minimum(shape[1], shape[0] / target)
+    crop = tf.cast(tf.round(tf.stack([crop_h, crop_w])), tf.int32)
+    offset = (tf.shape(image)[:2] - crop) // 2
+    image = tf.image.crop_to_bounding_box(image, offset[0], offset[1], crop[0],
+                                          crop[1])
     return tf.image.resize(image, size, method="bilinear")
+
+
+def light_augmentation(seed=0):
+    """``augmentation: light`` as Keras preprocessing layers (random flip,
+    translation, zoom; reflected borders), run in the ``tf.data`` pipeline."""
+    import keras
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomTranslation(LIGHT_TRANSLATION, LIGHT_TRANSLATION,
+                                       fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomZoom(LIGHT_ZOOM, fill_mode="reflect",
+                                seed=seed + 2),
+    ], name="augmentation")
 
 
 def _cifar_augment(image_bytes, size):
     image = _decode_any(image_bytes, size)
     image = tf.image.resize_with_crop_or_pad(image, size[0] + 8, size[1] + 8)
     return tf.image.random_crop(image, [size[0], size[1], 3])
-
-
-def folder_files(directory, key="data_dir"):
-    """``(paths, labels, class_names)`` of a folder of class subfolders."""
-    if not directory or not os.path.isdir(directory):
-        raise ValueError(f"{key}={directory!r} is not a directory.")
-    classes = sorted(d for d in os.listdir(directory)
-                     if os.path.isdir(os.path.join(directory, d)))
-    if len(classes) < 2:
-        raise ValueError(f"{key}={directory!r} must hold one subfolder per "
-                         f"class (at least 2); found {classes}.")
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        files = class_image_files(os.path.join(directory, name))
-        if not files:
-            raise ValueError(f"{key}={directory!r}: class folder {name!r} has "
-                             f"no images ({', '.join(IMAGE_EXTENSIONS)}).")
-        paths += files
-        labels += [index] * len(files)
-    return paths, labels, classes
 
 
 #: The quickstart's split of scikit-learn's 1,797 digits: a fixed shuffle
@@ -153,7 +151,16 @@ def digits_arrays(split, key="source"):
     return images, digits.target[order].astype(np.int32)
 
 
-def dataset_size(config, key="task.train_data"):
+def folder_examples(config, key, scan=None, seed=0):
+    """``(paths, labels)`` a folder ``DataConfig`` reads: the readable
+    images of ``scan`` (scanned here when None), its ``split`` part when
+    ``validation_split`` holds some out (seeded by ``seed``)."""
+    scan = scan or scan_image_folder(config.data_dir, f"{key}.data_dir")
+    return scan.examples(config.split if config.validation_split else None,
+                         config.validation_split, seed)
+
+
+def dataset_size(config, key="task.train_data", scan=None, seed=0):
     """The number of examples a ``DataConfig`` reads, or None if not stored.
 
     A TFDS source with ``download: true`` is downloaded and prepared here
@@ -162,7 +169,7 @@ def dataset_size(config, key="task.train_data"):
     if config.source == "digits":
         return len(digits_arrays(config.split, f"{key}.source")[1])
     if config.source == "folder":
-        return len(folder_files(config.data_dir, f"{key}.data_dir")[0])
+        return len(folder_examples(config, key, scan, seed)[0])
     if config.source == "tfds":
         import tensorflow_datasets as tfds
         try:
@@ -189,14 +196,14 @@ def _tfrecord_example(serialized):
                                               tf.int32)
 
 
-def _source(config, key):
+def _source(config, key, scan=None, seed=0):
     if config.source == "digits":
         images, labels = digits_arrays(config.split, f"{key}.source")
         encoded = [tf.io.encode_png(image[:, :, None]).numpy()
                    for image in images]
         return tf.data.Dataset.from_tensor_slices((encoded, labels))
     if config.source == "folder":
-        paths, labels, _ = folder_files(config.data_dir, f"{key}.data_dir")
+        paths, labels = folder_examples(config, key, scan, seed)
         files = tf.data.Dataset.from_tensor_slices(
             (tf.constant(paths), tf.constant(labels, tf.int32)))
         return files.map(lambda p, y: (tf.io.read_file(p), y))
@@ -222,7 +229,7 @@ def _source(config, key):
 def build_classification_dataset(config, image_size, batch_size,
                                  input_context=None, key="task.train_data",
                                  deterministic=False, seed=0,
-                                 drop_remainder=False):
+                                 drop_remainder=False, scan=None):
     """A batched ``tf.data.Dataset`` of ``(images, labels)`` for a ``DataConfig``.
 
     Args:
@@ -237,13 +244,15 @@ def build_classification_dataset(config, image_size, batch_size,
         seed: shuffle seed.
         drop_remainder: also drop an evaluation set's last partial batch
             (static shapes, as TPUs need); training sets always drop it.
+        scan: a folder source's :class:`~igc_keras.data.folders.FolderScan`
+            (scanned here when None): its unreadable images are left out.
 
     Returns:
         ``(batch, H, W, 3)`` float32 images in 0..255 and ``(batch,)`` int32
         labels; training datasets repeat and drop the remainder.
     """
     size = tuple(int(s) for s in image_size)
-    dataset = _source(config, key)
+    dataset = _source(config, key, scan, seed)
     if input_context and input_context.num_input_pipelines > 1:
         dataset = dataset.shard(input_context.num_input_pipelines,
                                 input_context.input_pipeline_id)
@@ -261,6 +270,11 @@ def build_classification_dataset(config, image_size, batch_size,
         def parse(image_bytes, label):
             image = _cifar_augment(image_bytes, size)
             return tf.image.random_flip_left_right(image), label
+    elif config.augmentation == "light" and config.is_training:
+        layers = light_augmentation(seed)
+
+        def parse(image_bytes, label):
+            return layers(_decode_any(image_bytes, size), training=True), label
     elif config.augmentation == "imagenet":
         def parse(image_bytes, label):
             return decode_and_center_crop(image_bytes, size,

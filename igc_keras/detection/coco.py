@@ -15,6 +15,7 @@ per-image records with normalised ``(ymin, xmin, ymax, xmax)`` boxes:
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 from typing import List
@@ -62,9 +63,22 @@ class CocoAnnotations:
 
 
 def load_coco_annotations(path):
-    """Reads ``instances_*.json`` into :class:`CocoAnnotations` (see module)."""
+    """Reads ``instances_*.json`` into :class:`CocoAnnotations` (see module).
+
+    The file is parsed once per process while it is unchanged (same path,
+    size and modification time): a training run's task, pipelines and COCO
+    scoring share one parse. Treat the result as read-only.
+    """
     if not os.path.isfile(path):
         raise ValueError(f"annotation file {path!r} does not exist.")
+    stat = os.stat(path)
+    return _parse_coco_annotations(os.path.realpath(path), stat.st_size,
+                                   stat.st_mtime_ns, path)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_coco_annotations(real_path, size, mtime_ns, path):
+    del real_path, size, mtime_ns  # the cache key
     with open(path) as handle:
         try:
             data = json.load(handle)

@@ -289,24 +289,74 @@ def to_tf_keras(model):
     return legacy
 
 
-def fine_tune(model, data, epochs=1, steps_per_epoch=None, learning_rate=1e-3,
-              from_logits=True, validation_data=None, batch_size=32,
-              verbose=2):
-    """Fine-tunes a bridged tf_keras model (QAT or pruning) with tf_keras
-    ``fit``: SGD with momentum 0.9 and cosine decay, sparse softmax
-    cross-entropy. Pruning wrappers get their ``UpdatePruningStep``
-    callback. ``data``: a ``tf.data.Dataset`` (or ``(x, y)`` arrays) of RGB
-    0..255 images and integer labels, as the recipes' pipelines give
-    (one-hot labels: pass a dataset mapped back with ``argmax``);
-    ``batch_size`` batches ``(x, y)`` arrays.
+def adapt_callback(callback):
+    """A tf_keras callback that runs a Keras 3 ``callback``'s hooks, so the
+    tfmot loop shares the package's callbacks (non-finite-loss stop, best
+    checkpoint) with the Keras 3 loops."""
+    tfk = tf_keras()
 
-    Grouped ``Conv2D`` gradients are slow on CPU in TensorFlow (measured
-    here for IGC-L24M2 D20 in QAT, batch 32: 32 s a step under XLA, about
-    60 s without), so fine-tune grouped-conv models on a GPU or TPU.
+    class Adapter(tfk.callbacks.Callback):
+        def set_model(self, model):
+            super().set_model(model)
+            callback.set_model(model)
+
+        def on_train_begin(self, logs=None):
+            callback.on_train_begin(logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            callback.on_epoch_begin(epoch, logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            callback.on_train_batch_end(batch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            callback.on_epoch_end(epoch, logs)
+
+        def on_train_end(self, logs=None):
+            callback.on_train_end(logs)
+
+    return Adapter()
+
+
+def train(model, data, epochs=1, steps_per_epoch=None, validation_data=None,
+        validation_steps=None, callbacks=(), verbose=2):
+    """The tf_keras training loop (QAT and pruning, from a recipe or
+    :func:`fine_tune`): tf_keras ``fit`` of a compiled bridged model, with
+    tfmot's ``UpdatePruningStep`` added when the model has pruning wrappers.
+    Keras 3 callbacks in ``callbacks`` run through :func:`adapt_callback`.
 
     Returns:
         the tf_keras ``History``.
     """
+    import keras
+    callbacks = [adapt_callback(c) if isinstance(c, keras.callbacks.Callback)
+                 else c for c in callbacks]
+    if any(hasattr(layer, "pruning_vars") for layer in model.layers):
+        callbacks.append(tfmot().sparsity.keras.UpdatePruningStep())
+    return model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     validation_data=validation_data,
+                     validation_steps=validation_steps, callbacks=callbacks,
+                     verbose=verbose)
+
+
+def fine_tune(model, data, epochs=1, steps_per_epoch=None, learning_rate=1e-3,
+              from_logits=True, validation_data=None, batch_size=32,
+              verbose=2):
+    """Fine-tunes a bridged tf_keras model (QAT or pruning) in :func:`train`:
+    SGD with momentum 0.9 and cosine decay, sparse softmax cross-entropy,
+    training stopped at a NaN / infinite loss. ``data``: a
+    ``tf.data.Dataset`` (or ``(x, y)`` arrays) of RGB 0..255 images and
+    integer labels, as the recipes' pipelines give (one-hot labels: pass a
+    dataset mapped back with ``argmax``); ``batch_size`` batches ``(x, y)``
+    arrays.
+
+    Grouped ``Conv2D`` gradients are slow on CPU in TensorFlow (tfmot wraps
+    ``Conv2D(groups=G)``), so fine-tune many-group models on a GPU or TPU.
+
+    Returns:
+        the tf_keras ``History``.
+    """
+    from igc_keras.training.callbacks import StopOnNonFiniteLoss
     tfk = tf_keras()
     if isinstance(data, tuple):
         import tensorflow as tf
@@ -320,9 +370,6 @@ def fine_tune(model, data, epochs=1, steps_per_epoch=None, learning_rate=1e-3,
     model.compile(tfk.optimizers.SGD(schedule, momentum=0.9),
                   tfk.losses.SparseCategoricalCrossentropy(
                       from_logits=from_logits), metrics=["accuracy"])
-    callbacks = []
-    if any(hasattr(layer, "pruning_vars") for layer in model.layers):
-        callbacks.append(tfmot().sparsity.keras.UpdatePruningStep())
-    return model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                     validation_data=validation_data, callbacks=callbacks,
-                     verbose=verbose)
+    return train(model, data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+               validation_data=validation_data,
+               callbacks=[StopOnNonFiniteLoss(steps)], verbose=verbose)

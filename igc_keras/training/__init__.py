@@ -1,4 +1,5 @@
-"""Training: YAML recipes on any strategy, and fine-tuning on image folders.
+"""Training: YAML recipes on any strategy, and fine-tuning on image folders
+(a front-end on the same trainer).
 
 Recipes::
 
@@ -20,18 +21,10 @@ lives inside it and is deliberately not re-exported here, so the module is
 never shadowed).
 """
 
-from igc_keras.training.config import ConfigError, load_experiment
-from igc_keras.training.finetune import (FinetuneResult, FolderScan,
-                                         add_arguments, augment_dataset,
-                                         augmentation_layers, build_classifier,
-                                         default_image_size,
-                                         freeze_backbone,
-                                         image_folder_datasets, run,
-                                         scan_image_folder, unfreeze_backbone)
+from igc_keras.errors import ConfigError, NonFiniteLossError, TrainingError
+from igc_keras.training.config import load_experiment
+from igc_keras.training.finetune import FinetuneResult, default_image_size
 from igc_keras.training.trainer import evaluate, train
 
-__all__ = ["ConfigError", "evaluate", "load_experiment", "train",
-           "FinetuneResult", "FolderScan", "add_arguments", "augment_dataset",
-           "augmentation_layers", "build_classifier", "default_image_size",
-           "freeze_backbone", "image_folder_datasets", "run",
-           "scan_image_folder", "unfreeze_backbone"]
+__all__ = ["ConfigError", "NonFiniteLossError", "TrainingError", "evaluate",
+           "load_experiment", "train", "FinetuneResult", "default_image_size"]

@@ -14,9 +14,9 @@ from typing import List, Optional
 
 import yaml
 
+from igc_keras.training.validation import validate
 
-class ConfigError(ValueError):
-    """A recipe or override is malformed; the message names the key."""
+from igc_keras.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 def _choice(*values):
@@ -63,9 +63,21 @@ class ModelConfig:
     input_mean: Optional[List[float]] = None
     input_std: Optional[List[float]] = None
     #: ``split`` trains much faster on CPU, ``native`` on GPU / TPU; ``auto``
-    #: picks by the devices present (the weights are the same).
+    #: picks by the devices present; ``dense`` (one block-diagonal kernel)
+    #: is the fastest CPU form for few groups (the weights are the same).
     group_conv_implementation: str = dataclasses.field(
-        default="auto", metadata=_choice("auto", "native", "split"))
+        default="auto", metadata=_choice("auto", "native", "split", "dense"))
+    #: ``network``: the network's own classifier (``classes=num_classes``);
+    #: ``transfer``: the backbone without its top (global average pooling,
+    #: called in inference mode so BatchNorm keeps its statistics), then
+    #: Dropout(``head_dropout``) and a new Dense layer named ``classifier``
+    #: (transfer learning; ``trainer.head_epochs`` train it first alone).
+    head: str = dataclasses.field(default="network",
+                                  metadata=_choice("network", "transfer"))
+    head_dropout: float = 0.2
+    #: null: logits (the loss takes logits); ``softmax``: probabilities.
+    classifier_activation: Optional[str] = dataclasses.field(
+        default=None, metadata=_choice(None, "softmax"))
 
 
 @dataclasses.dataclass
@@ -82,6 +94,10 @@ class DataConfig:
                                          "digits", "coco"))
     name: str = "imagenet2012"
     data_dir: Optional[str] = None
+    #: ``folder`` only: hold out this fraction of ``data_dir`` (a seeded
+    #: shuffle by ``runtime.seed``); ``split: train`` reads the rest,
+    #: ``split: validation`` the held-out images.
+    validation_split: float = 0.0
     annotation_file: Optional[str] = None
     #: TFDS only: download and prepare the dataset first if it is not yet
     #: (CIFAR; ImageNet needs its manual download and ``data_dir``).
@@ -89,12 +105,15 @@ class DataConfig:
     split: str = "train"
     global_batch_size: int = 256
     is_training: bool = True
-    #: classification: ``imagenet``, ``cifar``, ``none``; detection
+    #: classification: ``imagenet``, ``cifar``, ``light`` (random flip,
+    #: translation and zoom: Keras' transfer-learning augmentation),
+    #: ``none``; detection
     #: (:mod:`igc_keras.data.detection`): ``ssd``, ``tf_od_api``, ``flip``,
     #: ``none``.
     augmentation: str = dataclasses.field(
-        default="imagenet", metadata=_choice("imagenet", "cifar", "none",
-                                             "ssd", "tf_od_api", "flip"))
+        default="imagenet", metadata=_choice("imagenet", "cifar", "light",
+                                             "none", "ssd", "tf_od_api",
+                                             "flip"))
     crop_fraction: float = 0.875
     min_crop_area: float = 0.08
     shuffle_buffer: int = 10000
@@ -167,7 +186,8 @@ class TaskConfig:
 @dataclasses.dataclass
 class OptimizerConfig:
     type: str = dataclasses.field(default="sgd",
-                                  metadata=_choice("sgd", "rmsprop", "adamw"))
+                                  metadata=_choice("sgd", "rmsprop", "adam",
+                                                   "adamw"))
     momentum: float = 0.9
     nesterov: bool = False
 
@@ -220,6 +240,12 @@ class TrainerConfig:
     warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)
     ema: EMAConfig = dataclasses.field(default_factory=EMAConfig)
     epochs: int = 1
+    #: the first ``head_epochs`` of ``epochs`` train only the new head of a
+    #: ``task.model.head: transfer`` model (the backbone frozen) at the
+    #: constant ``head_learning_rate``; the rest train the whole network but
+    #: its BatchNorm layers (inference mode) on the recipe's schedule.
+    head_epochs: int = 0
+    head_learning_rate: float = 1e-3
     steps_per_epoch: Optional[int] = None
     validation_steps: Optional[int] = None
     model_dir: str = "runs/experiment"
@@ -270,6 +296,11 @@ def _coerce(value, annotation, key, default=None):
             raise ConfigError(f"{key}: expected an integer; got {value!r}.")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 / 1.0e12 as strings
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number; got {value!r}.")
         return float(value)
@@ -358,176 +389,3 @@ def load_experiment(path=None, overrides=(), text=None):
     return config
 
 
-def validate(config):
-    """Cross-field checks, each naming its key."""
-    for key in ("train_data", "validation_data"):
-        data = getattr(config.task, key)
-        if data.global_batch_size < 1:
-            raise ConfigError(f"task.{key}.global_batch_size must be >= 1; got "
-                              f"{data.global_batch_size}.")
-        if not 0 < data.crop_fraction <= 1:
-            raise ConfigError(f"task.{key}.crop_fraction must be in (0, 1]; got "
-                              f"{data.crop_fraction}.")
-        if data.source in ("folder", "tfrecord", "coco") and not data.data_dir:
-            raise ConfigError(f"task.{key}.data_dir is required for source="
-                              f"{data.source!r}.")
-    task_augmentations = {
-        "classification": ("imagenet", "cifar", "none"),
-        "detection": ("ssd", "tf_od_api", "flip", "none")}[config.task.type]
-    task_sources = {
-        "classification": ("tfds", "folder", "tfrecord", "digits"),
-        "detection": ("coco", "tfds")}[config.task.type]
-    for key in ("train_data", "validation_data"):
-        data = getattr(config.task, key)
-        if data.augmentation not in task_augmentations:
-            raise ConfigError(
-                f"task.{key}.augmentation={data.augmentation!r} is not a "
-                f"{config.task.type} augmentation; allowed: "
-                f"{list(task_augmentations)}.")
-        if data.source not in task_sources:
-            raise ConfigError(
-                f"task.{key}.source={data.source!r} cannot feed "
-                f"{config.task.type}; allowed: {list(task_sources)}.")
-        if data.source == "coco" and not data.annotation_file:
-            raise ConfigError(f"task.{key}.annotation_file is required for "
-                              f"source='coco' (the instances_*.json).")
-    if config.task.validation_data.is_training:
-        raise ConfigError("task.validation_data.is_training must be false "
-                          "(validation reads each image once, unaugmented).")
-    if not config.task.train_data.is_training:
-        raise ConfigError("task.train_data.is_training must be true.")
-    if config.trainer.epochs < 1:
-        raise ConfigError(f"trainer.epochs must be >= 1; got "
-                          f"{config.trainer.epochs}.")
-    if config.task.model.num_classes < 1:
-        raise ConfigError(f"task.model.num_classes must be >= 1; got "
-                          f"{config.task.model.num_classes}.")
-    if config.runtime.distribution_strategy == "tpu" and not config.runtime.tpu:
-        raise ConfigError("runtime.tpu must name the TPU (or 'local') when "
-                          "runtime.distribution_strategy is 'tpu'.")
-    runtime = config.runtime
-    for key in ("steps_per_execution",):
-        if getattr(runtime, key) < 1:
-            raise ConfigError(f"runtime.{key} must be >= 1; got "
-                              f"{getattr(runtime, key)}.")
-    if runtime.logical_cpu_devices < 0:
-        raise ConfigError(f"runtime.logical_cpu_devices must be >= 0; got "
-                          f"{runtime.logical_cpu_devices}.")
-    trainer = config.trainer
-    for key in ("steps_per_epoch", "validation_steps"):
-        value = getattr(trainer, key)
-        if value is not None and value < 1:
-            raise ConfigError(f"trainer.{key} must be >= 1 (or null); got "
-                              f"{value}.")
-    if trainer.checkpoint.save_every_n_steps < 0:
-        raise ConfigError(f"trainer.checkpoint.save_every_n_steps must be >= 0;"
-                          f" got {trainer.checkpoint.save_every_n_steps}.")
-    if trainer.checkpoint.max_to_keep < 1:
-        raise ConfigError(f"trainer.checkpoint.max_to_keep must be >= 1; got "
-                          f"{trainer.checkpoint.max_to_keep}.")
-    if trainer.learning_rate.initial_learning_rate <= 0:
-        raise ConfigError(
-            f"trainer.learning_rate.initial_learning_rate must be > 0; got "
-            f"{trainer.learning_rate.initial_learning_rate}.")
-    if trainer.learning_rate.base_batch_size < 1:
-        raise ConfigError(f"trainer.learning_rate.base_batch_size must be >= 1;"
-                          f" got {trainer.learning_rate.base_batch_size}.")
-    if trainer.warmup.epochs < 0 or trainer.warmup.epochs > trainer.epochs:
-        raise ConfigError(f"trainer.warmup.epochs must be in [0, trainer.epochs"
-                          f"={trainer.epochs}]; got {trainer.warmup.epochs}.")
-    boundaries = trainer.learning_rate.boundaries_epochs
-    if boundaries != sorted(boundaries) or any(b <= 0 for b in boundaries):
-        raise ConfigError(f"trainer.learning_rate.boundaries_epochs must be "
-                          f"increasing and > 0; got {boundaries}.")
-    if not 0 <= config.task.losses.label_smoothing < 1:
-        raise ConfigError(f"task.losses.label_smoothing must be in [0, 1); got "
-                          f"{config.task.losses.label_smoothing}.")
-    if config.task.losses.weight_decay < 0:
-        raise ConfigError(f"task.losses.weight_decay must be >= 0; got "
-                          f"{config.task.losses.weight_decay}.")
-    if not 0 < trainer.ema.decay < 1:
-        raise ConfigError(f"trainer.ema.decay must be in (0, 1); got "
-                          f"{trainer.ema.decay}.")
-    for key in ("input_mean", "input_std"):
-        value = getattr(config.task.model, key)
-        if value is not None and (len(value) != 3 or (
-                key == "input_std" and min(value) <= 0)):
-            raise ConfigError(f"task.model.{key} must be 3 RGB values"
-                              f"{' > 0' if key == 'input_std' else ''} (or "
-                              f"null); got {value}.")
-    if len(config.task.model.input_size) != 3:
-        raise ConfigError(f"task.model.input_size must be [height, width, "
-                          f"channels]; got {config.task.model.input_size}.")
-    _validate_model_optimization(config)
-    return config
-
-
-def _validate_model_optimization(config):
-    """``task.quantization`` / ``task.pruning``: one at a time, on what the
-    tf_keras fine-tuning loop runs (classification, ``fit``, float32, one
-    device or mirrored replicas)."""
-    task, pruning = config.task, config.task.pruning
-    enabled = [key for key in ("quantization", "pruning")
-               if getattr(task, key).enabled]
-    if len(enabled) > 1:
-        raise ConfigError("task.quantization.enabled and task.pruning.enabled "
-                          "are both true; run pruning first, then QAT on the "
-                          "pruned model's checkpoint.")
-    if not enabled:
-        return
-    key = f"task.{enabled[0]}.enabled"
-    if not task.init_checkpoint and not task.model.weights:
-        raise ConfigError(f"{key}: QAT / pruning fine-tune a trained model; "
-                          f"set task.init_checkpoint (e.g. a run's "
-                          f"best.keras) or task.model.weights.")
-    if task.type != "classification":
-        raise ConfigError(f"{key}: QAT / pruning fine-tuning supports "
-                          f"task.type 'classification'; got {task.type!r}.")
-    runtime = config.runtime
-    if runtime.distribution_strategy not in ("auto", "one_device", "mirrored"):
-        raise ConfigError(
-            f"{key}: runtime.distribution_strategy="
-            f"{runtime.distribution_strategy!r} is not supported for QAT / "
-            f"pruning fine-tuning (tf_keras fit on one device or mirrored "
-            f"replicas); allowed: ['auto', 'one_device', 'mirrored'].")
-    if runtime.loop == "custom":
-        raise ConfigError(f"{key}: runtime.loop='custom' is not supported; "
-                          f"QAT / pruning fine-tune with tf_keras fit "
-                          f"('auto' or 'fit').")
-    if runtime.mixed_precision_dtype != "float32":
-        raise ConfigError(f"{key}: runtime.mixed_precision_dtype must be "
-                          f"'float32' (tfmot's wrappers compute in float32); "
-                          f"got {runtime.mixed_precision_dtype!r}.")
-    if config.trainer.ema.enabled:
-        raise ConfigError(f"{key}: trainer.ema.enabled must be false (the "
-                          f"tf_keras fine-tuning loop does not swap in EMA "
-                          f"weights).")
-    if config.trainer.warmup.epochs and (
-            config.trainer.learning_rate.type != "cosine"):
-        raise ConfigError(
-            f"{key}: trainer.warmup.epochs={config.trainer.warmup.epochs} "
-            f"needs trainer.learning_rate.type 'cosine' here (its own warmup)"
-            f"; got {config.trainer.learning_rate.type!r}.")
-    if enabled[0] != "pruning":
-        if task.quantization.calibration_images < 0:
-            raise ConfigError(f"task.quantization.calibration_images must be "
-                              f">= 0; got {task.quantization.calibration_images}"
-                              f".")
-        return
-    if not 0 < pruning.target_sparsity < 1:
-        raise ConfigError(f"task.pruning.target_sparsity must be in (0, 1); "
-                          f"got {pruning.target_sparsity}.")
-    if not 0 <= pruning.initial_sparsity < pruning.target_sparsity:
-        raise ConfigError(f"task.pruning.initial_sparsity must be in [0, "
-                          f"target_sparsity={pruning.target_sparsity}); got "
-                          f"{pruning.initial_sparsity}.")
-    end = config.trainer.epochs if pruning.end_epoch is None else \
-        pruning.end_epoch
-    if not 0 <= pruning.begin_epoch < end <= config.trainer.epochs:
-        raise ConfigError(
-            f"task.pruning.begin_epoch={pruning.begin_epoch} and end_epoch="
-            f"{end} must satisfy 0 <= begin_epoch < end_epoch "
-            f"<= trainer.epochs={config.trainer.epochs}.")
-    if pruning.frequency < 1:
-        raise ConfigError(f"task.pruning.frequency must be >= 1 (steps); got "
-                          f"{pruning.frequency}.")

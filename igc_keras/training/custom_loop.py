@@ -16,7 +16,6 @@ it ends after exactly ``epochs x steps_per_epoch`` steps. Epoch metrics go to
 ``log.csv`` and TensorBoard (chief only).
 """
 
-import csv
 import os
 import shutil
 import time
@@ -67,22 +66,20 @@ def evaluate_distributed(task, model, strategy, dataset, steps=None):
 
 
 class CustomLoop:
-    """Trains ``config`` with the prepared ``setup`` (see ``trainer.prepare``)."""
+    """Trains a prepared :class:`~igc_keras.training.experiment.Experiment`
+    (its strategy, datasets, steps and callbacks)."""
 
-    def __init__(self, config, setup):
-        from igc_keras.training.tasks import get_task
-        self.config = config
-        self.task = task = get_task(config)
-        self.strategy = setup["strategy"]
-        self.steps_per_epoch = setup["steps_per_epoch"]
-        self.chief = setup["chief"]
-        self.train_ds = setup["train_ds"]
-        self.validation_ds = setup["validation_ds"]
-        self.model_dir = config.trainer.model_dir
-        self.global_batch = config.task.train_data.global_batch_size
-        from igc_keras.training.trainer import build_model
+    def __init__(self, experiment):
+        self.experiment = experiment
+        config = self.config = experiment.config
+        self.task = task = experiment.task
+        self.strategy = experiment.strategy
+        self.steps_per_epoch = experiment.steps_per_epoch
+        self.chief = experiment.chief
+        self.model_dir = experiment.model_dir
+        self.global_batch = experiment.global_batch_size
         with self.strategy.scope():
-            self.model = build_model(config, setup["implementation"])
+            self.model = experiment.build_model()
             schedule = learning_rate_schedule(config.trainer, self.global_batch,
                                               self.steps_per_epoch)
             optimizer = build_optimizer(config, schedule)
@@ -90,10 +87,12 @@ class CustomLoop:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
+            # the callbacks (TensorBoard, checkpoints) read model.optimizer
+            self.model.optimizer = optimizer
             self.loss_fn = task.loss(reduction="sum")
         self.checkpoint = tf.train.Checkpoint(model=self.model,
                                               optimizer=self.optimizer)
-        self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
+        self.checkpoint_dir = experiment.files["checkpoints"]
         write_dir = self.checkpoint_dir
         if not self.chief:
             write_dir = os.path.join(self.model_dir, "scratch",
@@ -138,39 +137,16 @@ class CustomLoop:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def _log(self, writer, epoch, logs):
-        if not self.chief:
-            return
-        path = os.path.join(self.model_dir, "log.csv")
-        fields = ["epoch"] + sorted(logs)
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as handle:
-            out = csv.DictWriter(handle, fields)
-            if new:
-                out.writeheader()
-            out.writerow({"epoch": epoch, **logs})
-        with writer.as_default(step=epoch):
-            for name, value in logs.items():
-                tf.summary.scalar(name, value)
-        writer.flush()
-
-    def _best_so_far(self):
-        path = os.path.join(self.model_dir, "log.csv")
-        if not os.path.exists(path):
-            return None
-        with open(path) as handle:
-            values = [float(row[self.task.monitor])
-                      for row in csv.DictReader(handle)]
-        if not values:
-            return None
-        return max(values) if self.task.mode == "max" else min(values)
-
     # --------------------------------------------------------------- run
     def run(self):
         """Trains to ``epochs x steps_per_epoch`` steps, resuming if it can.
 
+        Every worker runs the same callbacks' non-finite-loss check (the
+        statistics are all-reduced, so all stop together); the chief also
+        writes ``log.csv``, TensorBoard, ``last.keras`` and ``best.keras``.
+
         Returns:
-            ``(model, steps, final_logs)``.
+            ``(model, steps, metrics by epoch)``.
         """
         config, model = self.config, self.model
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
@@ -180,48 +156,50 @@ class CustomLoop:
         total = config.trainer.epochs * self.steps_per_epoch
         step = int(self.optimizer.iterations.numpy())
         train_steps = self._train_function()
-        iterator = iter(self.train_ds)
+        iterator = iter(self.experiment.train_ds)
         every = (config.trainer.checkpoint.save_every_n_steps or
                  self.steps_per_epoch)
         chunk = config.runtime.steps_per_execution
-        writer = (tf.summary.create_file_writer(
-            os.path.join(self.model_dir, "tensorboard")) if self.chief else
-            tf.summary.create_noop_writer())
-        best = self._best_so_far()
+        history = keras.callbacks.History()
+        callbacks = keras.callbacks.CallbackList(
+            self.experiment.callbacks() + [history], model=model,
+            epochs=config.trainer.epochs, steps=self.steps_per_epoch,
+            verbose=0)
+        callbacks.on_train_begin()
         logs = {}
         while step < total:
             epoch, start = divmod(step, self.steps_per_epoch)
             end = (epoch + 1) * self.steps_per_epoch
             totals = np.zeros(len(self.task.stat_names))
             began = time.time()
+            callbacks.on_epoch_begin(epoch)
             while step < end:
                 # stop at the epoch end and at every checkpoint boundary
                 count = min(chunk, end - step, every - step % every)
                 totals += train_steps(iterator, tf.constant(count)).numpy()
                 step += count
+                callbacks.on_train_batch_end(
+                    step - epoch * self.steps_per_epoch - 1,
+                    self.task.summarize(totals))
                 if step % every == 0 and step < end:
                     self._save(step)
             logs = dict(self.task.summarize(totals))
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.optimizer.learning_rate))
             logs.update({f"val_{k}": v for k, v in evaluate_distributed(
-                self.task, model, self.strategy, self.validation_ds,
+                self.task, model, self.strategy,
+                self.experiment.validation_ds,
                 config.trainer.validation_steps).items()})
+            # the non-finite check runs first: a NaN epoch saves nothing
+            callbacks.callbacks[0].on_epoch_end(epoch, logs)
             self._save(step)
-            self._log(writer, epoch, logs)
             print(f"Epoch {epoch + 1}/{config.trainer.epochs} "
                   f"({end - epoch * self.steps_per_epoch - start} steps, "
                   f"{time.time() - began:.1f}s): " +
                   " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()),
                   flush=True)
-            if self.chief:
-                model.save(os.path.join(self.model_dir, "last.keras"))
-                value = logs[self.task.monitor]
-                improved = best is None or (value > best if self.task.mode ==
-                                            "max" else value < best)
-                if config.trainer.checkpoint.keep_best and improved:
-                    best = value
-                    model.save(os.path.join(self.model_dir, "best.keras"))
+            callbacks.on_epoch_end(epoch, logs)
+        callbacks.on_train_end(logs)
         if config.trainer.ema.enabled:
             self.optimizer.finalize_variable_values(model.trainable_variables)
-        return model, int(self.optimizer.iterations.numpy()), logs
+        return model, int(self.optimizer.iterations.numpy()), history.history

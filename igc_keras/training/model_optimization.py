@@ -37,34 +37,20 @@ Outputs in ``trainer.model_dir`` besides those:
 pruning adds ``sparsity``, ``gzip_bytes`` and ``dense_gzip_bytes``).
 """
 
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from igc_keras.training.config import ConfigError
-from igc_keras.training.distribute import (get_strategy, is_chief,
-                                           per_replica_batch_size)
+from igc_keras.errors import ConfigError
+from igc_keras.training.callbacks import (SaveModel, StopOnNonFiniteLoss,
+                                          write_json)
+from igc_keras.training.experiment import prepare
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
-from igc_keras.training.tasks import get_task
 
 #: validation images the exported TFLite file is checked on.
 CHECK_IMAGES = 256
-
-
-def _datasets(config, task, strategy):
-    """The recipe's train / validation pipelines, global batches (tf_keras
-    ``fit`` splits them among the replicas, which must divide them)."""
-    datasets = []
-    for key in ("train_data", "validation_data"):
-        data = getattr(config.task, key)
-        per_replica_batch_size(data.global_batch_size, strategy,
-                               f"task.{key}.global_batch_size")
-        datasets.append(task.dataset(data, f"task.{key}",
-                                     data.global_batch_size, None, False))
-    return datasets
 
 
 def _images(dataset, count):
@@ -120,30 +106,35 @@ def _compile(config, wrapped, task, steps_per_epoch):
         steps_per_execution=config.runtime.steps_per_execution)
 
 
-def _callbacks(config, best_path):
-    from igc_keras.optimize.legacy import tf_keras, tfmot
-    tfk, model_dir = tf_keras(), config.trainer.model_dir
+def _callbacks(experiment, best_dir):
+    """The Keras 3 loops' callbacks for tf_keras ``fit``: the non-finite-loss
+    stop first, tf_keras' own ``BackupAndRestore`` / ``CSVLogger`` /
+    ``TensorBoard``, and QAT's best weights kept as in the Keras 3 loops
+    (a TF checkpoint in ``best_weights/``, swapped in whole, its value in
+    ``best_weights.json``: a resumed run replaces it only when better)."""
+    from igc_keras.optimize.legacy import tf_keras
+    tfk, files = tf_keras(), experiment.files
     callbacks = [
-        tfk.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
-        tfk.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"),
-                                append=True),
-        tfk.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
+        StopOnNonFiniteLoss(experiment.steps_per_epoch),
+        tfk.callbacks.BackupAndRestore(files["backup"]),
+        tfk.callbacks.CSVLogger(files["log"], append=True),
+        tfk.callbacks.TensorBoard(files["tensorboard"]),
     ]
-    if config.task.pruning.enabled:
-        callbacks.append(tfmot().sparsity.keras.UpdatePruningStep())
+    config = experiment.config
     if config.trainer.checkpoint.keep_best and (
             config.task.quantization.enabled):
-        callbacks.append(tfk.callbacks.ModelCheckpoint(
-            best_path, monitor="val_top1", mode="max", save_best_only=True,
-            save_weights_only=True))
+        callbacks.append(SaveModel(
+            best_dir, "val_top1", "max", state=f"{best_dir}.json", suffix="",
+            save=lambda model, target: model.save_weights(
+                os.path.join(target, "checkpoint"))))
     return callbacks
 
 
-def _export(config, model, wrapped, validation_ds):
+def _export(experiment, model, wrapped, validation_ds):
     """Writes the outputs (see the module docstring); returns the result's
     ``tflite`` (and pruning) entries."""
     from igc_keras import optimize
-    model_dir = config.trainer.model_dir
+    config, model_dir = experiment.config, experiment.model_dir
     export = config.trainer.checkpoint.export_saved_model
     images = _images(validation_ds, CHECK_IMAGES)
     if config.task.quantization.enabled:
@@ -158,7 +149,7 @@ def _export(config, model, wrapped, validation_ds):
         sparse = optimize.strip(wrapped, like=model)
         sparse.save(os.path.join(model_dir, "pruned.keras"))
         if export:
-            get_task(config).export(sparse, os.path.join(model_dir, "export"))
+            experiment.task.export(sparse, os.path.join(model_dir, "export"))
         info = optimize.export_tflite(sparse,
                                       os.path.join(model_dir, "model.tflite"))
         extra = {"sparsity": optimize.sparsity(sparse)["overall"],
@@ -178,11 +169,10 @@ def optimize_model(config):
     Returns:
         ``(tfmot tf_keras model, result)``; ``result`` is ``result.json``.
     """
-    from igc_keras.training.trainer import (build_model, check_inputs, seed,
-                                            steps_per_epoch)
+    from igc_keras.optimize.legacy import train
     kind = "quantization" if config.task.quantization.enabled else "pruning"
-    train_size, _ = check_inputs(config)
-    strategy = get_strategy(config.runtime)
+    experiment = prepare(config, distribute=False)
+    strategy = experiment.strategy
     if not isinstance(strategy, (tf.distribute.OneDeviceStrategy,
                                  tf.distribute.MirroredStrategy)):
         raise ConfigError(f"task.{kind}.enabled: the strategy "
@@ -191,37 +181,32 @@ def optimize_model(config):
     if isinstance(strategy, tf.distribute.OneDeviceStrategy):
         # the default strategy is one device too, and tf_keras'
         # BackupAndRestore refuses OneDeviceStrategy
-        strategy = tf.distribute.get_strategy()
-    seed(config)
-    task = get_task(config)
-    steps = steps_per_epoch(config, train_size)
-    model_dir = config.trainer.model_dir
-    os.makedirs(model_dir, exist_ok=True)
+        experiment.strategy = strategy = tf.distribute.get_strategy()
+    steps = experiment.steps_per_epoch
     # a TF checkpoint: tf_keras cannot load .weights.h5 files into
     # mirrored (sync-on-read) variables
-    best_path = os.path.join(model_dir, "best_weights", "checkpoint")
-    train_ds, validation_ds = _datasets(config, task, strategy)
+    best_dir = os.path.join(experiment.model_dir, "best_weights")
+    train_ds, validation_ds = experiment.global_datasets()
     # the Keras 3 model: the bridge's source and the pruned model's shape
-    model = build_model(config, "native")
+    model = experiment.build_model("native")
     with strategy.scope():
         wrapped = _wrap(config, model, steps, train_ds)
-        _compile(config, wrapped, task, steps)
-    history = wrapped.fit(train_ds, epochs=config.trainer.epochs,
-                          steps_per_epoch=steps, validation_data=validation_ds,
-                          validation_steps=config.trainer.validation_steps,
-                          callbacks=_callbacks(config, best_path), verbose=2)
+        _compile(config, wrapped, experiment.task, steps)
+    history = train(wrapped, train_ds, epochs=config.trainer.epochs,
+                  steps_per_epoch=steps, validation_data=validation_ds,
+                  validation_steps=config.trainer.validation_steps,
+                  callbacks=_callbacks(experiment, best_dir))
     done = int(wrapped.optimizer.iterations.numpy())
-    if tf.io.gfile.exists(best_path + ".index") and (
-            config.task.quantization.enabled):
+    if os.path.isdir(best_dir) and config.task.quantization.enabled:
         with strategy.scope():
-            wrapped.load_weights(best_path).expect_partial()
+            wrapped.load_weights(os.path.join(best_dir, "checkpoint")
+                                 ).expect_partial()
     result = {"loop": f"tf_keras fit ({kind})",
               "replicas": strategy.num_replicas_in_sync,
               "epochs": config.trainer.epochs, "steps_per_epoch": steps,
               "steps": done,
               "final": {k: float(v[-1]) for k, v in history.history.items()}}
-    if is_chief(strategy):
-        result.update(_export(config, model, wrapped, validation_ds))
-        with open(os.path.join(model_dir, "result.json"), "w") as handle:
-            json.dump(result, handle, indent=2)
+    if experiment.chief:
+        result.update(_export(experiment, model, wrapped, validation_ds))
+        write_json(experiment.files["result"], result)
     return wrapped, result

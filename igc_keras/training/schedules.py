@@ -52,8 +52,9 @@ def scaled_learning_rate(trainer, global_batch_size):
 
 
 def learning_rate_schedule(trainer, global_batch_size, steps_per_epoch,
-                           module=keras):
-    """The recipe's schedule over ``trainer.epochs x steps_per_epoch`` steps.
+                           module=keras, epochs=None):
+    """The recipe's schedule over ``epochs`` (default ``trainer.epochs``)
+    x ``steps_per_epoch`` steps.
 
     Args:
         trainer: :class:`~igc_keras.training.config.TrainerConfig`.
@@ -67,7 +68,8 @@ def learning_rate_schedule(trainer, global_batch_size, steps_per_epoch,
     """
     config = trainer.learning_rate
     rate = scaled_learning_rate(trainer, global_batch_size)
-    total = max(1, trainer.epochs * steps_per_epoch)
+    total = max(1, (trainer.epochs if epochs is None else epochs) *
+                steps_per_epoch)
     warmup = int(round(trainer.warmup.epochs * steps_per_epoch))
     schedules = module.optimizers.schedules
     if config.type == "cosine":
@@ -96,7 +98,8 @@ def learning_rate_schedule(trainer, global_batch_size, steps_per_epoch,
 
 
 def build_optimizer(config, schedule, module=keras):
-    """SGD (momentum, optional Nesterov), RMSProp or AdamW from the recipe.
+    """SGD (momentum, optional Nesterov), RMSProp, Adam or AdamW from the
+    recipe.
 
     Weight decay is ``task.losses.weight_decay`` (decoupled, x learning rate,
     which for SGD is the authors' L2 ``wd``); EMA of the weights when
@@ -112,6 +115,8 @@ def build_optimizer(config, schedule, module=keras):
                                     momentum=trainer.optimizer.momentum,
                                     nesterov=trainer.optimizer.nesterov,
                                     **common)
+    if kind == "adam":
+        return module.optimizers.Adam(schedule, **common)
     if kind == "rmsprop":
         return module.optimizers.RMSprop(schedule, rho=0.9,
                                         momentum=trainer.optimizer.momentum,

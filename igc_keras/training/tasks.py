@@ -20,12 +20,13 @@ last entry is the example count; :meth:`summarize` turns them into means.
 import keras
 import tensorflow as tf
 
-import igc_keras
 from igc_keras.applications.imagenet_utils import preprocessing_layer
 from igc_keras.data.classification import (build_classification_dataset,
                                            dataset_size)
+from igc_keras.data.folders import check_same_classes, scan_image_folder
+from igc_keras.errors import ConfigError
 from igc_keras.layers import group_conv_implementation
-from igc_keras.training.config import ConfigError
+from igc_keras.registry import create_model
 
 
 class ClassificationTask:
@@ -37,18 +38,72 @@ class ClassificationTask:
     def __init__(self, config):
         self.config = config
         self.k = min(5, config.task.model.num_classes)
+        self._scans = {}
 
+    # ----------------------------------------------------------- data
+    def preset_scans(self, scans):
+        """Uses scans made already (``{"train_data": FolderScan}``)."""
+        self._scans.update(scans)
+
+    def folder_scan(self, key):
+        """The :class:`~igc_keras.data.folders.FolderScan` of
+        ``task.<key>`` (a folder source), scanned once per task; unreadable
+        images are reported (``UserWarning``) on the first scan."""
+        if key not in self._scans:
+            data = getattr(self.config.task, key)
+            try:
+                scan = scan_image_folder(data.data_dir, f"task.{key}.data_dir")
+            except ValueError as error:
+                raise ConfigError(str(error)) from error
+            scan.report()
+            self._scans[key] = scan
+        return self._scans[key]
+
+    def check_data(self):
+        """Refuses class folders that do not fit the model before training:
+        more classes than ``task.model.num_classes`` (their labels would have
+        no output), or validation classes other than the training classes;
+        the bundled digits (10 classes) need ``num_classes >= 10``."""
+        task, classes = self.config.task, self.config.task.model.num_classes
+        scans = {key: self.folder_scan(key)
+                 for key in ("train_data", "validation_data")
+                 if getattr(task, key).source == "folder"}
+        for key, scan in scans.items():
+            if len(scan.class_names) > classes:
+                raise ConfigError(
+                    f"task.{key}.data_dir={scan.directory!r} holds "
+                    f"{len(scan.class_names)} class folders "
+                    f"{scan.class_names} but task.model.num_classes={classes};"
+                    f" set num_classes to {len(scan.class_names)} or remove "
+                    f"folders.")
+        if len(scans) == 2:
+            try:
+                check_same_classes(scans["train_data"],
+                                   scans["validation_data"])
+            except ValueError as error:
+                raise ConfigError(str(error)) from error
+        for key in ("train_data", "validation_data"):
+            if getattr(task, key).source == "digits" and classes < 10:
+                raise ConfigError(f"task.{key}.source='digits' has 10 classes "
+                                  f"but task.model.num_classes={classes}.")
+
+    # ----------------------------------------------------------- model
     def build_model(self, implementation="native"):
         """``(batch, H, W, 3)`` RGB 0..255 -> ``(batch, num_classes)`` float32
-        logits: the registry network behind its preprocessing layer."""
+        logits (probabilities with ``classifier_activation: softmax``): the
+        registry network behind its preprocessing layer, with its own
+        classifier or (``head: transfer``) a new one."""
         spec = self.config.task.model
         shape = tuple(spec.input_size)
+        transfer = spec.head == "transfer"
+        arguments = dict(include_top=False, pooling="avg") if transfer else \
+            dict(classes=spec.num_classes,
+                 classifier_activation=spec.classifier_activation)
         try:
             with group_conv_implementation(implementation):
-                network = igc_keras.create_model(
-                    spec.name, input_shape=shape, classes=spec.num_classes,
-                    classifier_activation=None, weights=spec.weights,
-                    **spec.kwargs)
+                network = create_model(spec.name, input_shape=shape,
+                                       weights=spec.weights,
+                                       **{**spec.kwargs, **arguments})
         except (ValueError, TypeError, KeyError) as error:
             raise ConfigError(f"task.model (name={spec.name!r}, kwargs="
                               f"{spec.kwargs}): {error}") from error
@@ -60,12 +115,27 @@ class ClassificationTask:
             normalize = keras.layers.Normalization(
                 mean=spec.input_mean or [0.0, 0.0, 0.0],
                 variance=[s * s for s in std], name="preprocessing")
-        outputs = network(normalize(inputs))
+        if not transfer:
+            outputs = network(normalize(inputs))
+            return keras.Model(inputs, outputs,
+                               name=f"{network.name}_classifier")
+        # inference-mode BatchNorm in the backbone: see freeze_backbone
+        x = network(normalize(inputs), training=False)
+        if spec.head_dropout:
+            x = keras.layers.Dropout(spec.head_dropout, name="dropout")(x)
+        outputs = keras.layers.Dense(spec.num_classes,
+                                     activation=spec.classifier_activation,
+                                     dtype="float32", name="classifier")(x)
         return keras.Model(inputs, outputs, name=f"{network.name}_classifier")
+
+    def backbone(self, model):
+        """The registry network inside a model :meth:`build_model` made."""
+        return next(layer for layer in model.layers
+                    if isinstance(layer, keras.Model))
 
     def loss(self, reduction="sum_over_batch_size"):
         return keras.losses.CategoricalCrossentropy(
-            from_logits=True,
+            from_logits=self.config.task.model.classifier_activation is None,
             label_smoothing=self.config.task.losses.label_smoothing,
             reduction=reduction)
 
@@ -78,17 +148,21 @@ class ClassificationTask:
         return {"loss": self.loss(), "metrics": self.metrics()}
 
     def data_size(self, data, key):
-        """Examples in a ``DataConfig`` (None when not stored)."""
-        return dataset_size(data, key)
+        """Examples in ``task.<key>`` (None when not stored)."""
+        key = key.rpartition(".")[2]
+        scan = self.folder_scan(key) if data.source == "folder" else None
+        return dataset_size(data, f"task.{key}", scan, self.config.runtime.seed)
 
     def dataset(self, data, key, batch, input_context, drop_remainder):
         """One replica's batches: ``(images float32 0..255, one-hot)``."""
         classes = self.config.task.model.num_classes
+        name = key.rpartition(".")[2]
         dataset = build_classification_dataset(
             data, tuple(self.config.task.model.input_size[:2]), batch,
             input_context, key=key, deterministic=self.config.runtime
             .deterministic, seed=self.config.runtime.seed,
-            drop_remainder=drop_remainder)
+            drop_remainder=drop_remainder,
+            scan=self.folder_scan(name) if data.source == "folder" else None)
         return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)))
 
     def replica_loss_sum(self, labels, outputs, loss_fn):
@@ -97,7 +171,7 @@ class ClassificationTask:
 
     def replica_stats(self, labels, outputs, loss_sum):
         """``(loss sum, top-1 hits, top-k hits, examples)``."""
-        logits = tf.cast(outputs, tf.float32)
+        logits = tf.cast(outputs, tf.float32)  # (or probabilities)
         target = tf.argmax(labels, axis=-1, output_type=tf.int32)
         top1 = tf.reduce_sum(tf.cast(tf.equal(
             tf.argmax(logits, axis=-1, output_type=tf.int32), target),
@@ -173,6 +247,14 @@ class DetectionTask:
                 f" but task.train_data.annotation_file "
                 f"{data.annotation_file!r} has {len(names)} categories.")
         return names
+
+    def preset_scans(self, scans):
+        """Detection reads no image folders."""
+
+    def check_data(self):
+        """A COCO-format training file's category count must be
+        ``task.model.num_classes`` (see :meth:`class_names`)."""
+        self.class_names()
 
     @property
     def anchors(self):

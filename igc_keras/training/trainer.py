@@ -20,274 +20,152 @@ the model, loss, statistics and input, and share the optimizer and schedule
 ``best.keras``, ``export/`` (SavedModel) and ``result.json``.
 """
 
-import json
 import os
+import shutil
 
 import keras
 import tensorflow as tf
 
+from igc_keras.design.counting import iter_layers
+from igc_keras.errors import ConfigError
 from igc_keras.layers.group_conv import resolve_group_conv_implementation
-from igc_keras.training.config import ConfigError
-from igc_keras.training.distribute import (get_strategy, is_chief,
-                                           per_replica_batch_size)
+from igc_keras.training.callbacks import write_json
+from igc_keras.training.custom_loop import CustomLoop, evaluate_distributed
+from igc_keras.training.distribute import get_strategy
+from igc_keras.training.experiment import check_inputs, prepare
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
-from igc_keras.training.tasks import ClassificationTask, get_task
-
-
-# ------------------------------------------------------------- checks
-def check_inputs(config):
-    """Fails fast, naming the key, on data that cannot be read.
-
-    Returns:
-        ``(train_size, validation_size)``: example counts, None where the
-        source does not store them (TFRecords).
-    """
-    sizes = []
-    task = get_task(config)
-    for key in ("train_data", "validation_data"):
-        data = getattr(config.task, key)
-        if data.source in ("folder", "tfrecord", "coco") and not (
-                tf.io.gfile.exists(data.data_dir) or
-                tf.io.gfile.glob(data.data_dir)):
-            raise ConfigError(f"task.{key}.data_dir={data.data_dir!r} does not "
-                              f"exist.")
-        try:
-            size = task.data_size(data, f"task.{key}")
-        except ValueError as error:
-            raise ConfigError(str(error)) from error
-        if size == 0:
-            raise ConfigError(f"task.{key}: the {data.source} source "
-                              f"{data.data_dir or data.name!r} holds no images.")
-        sizes.append(size)
-    if config.trainer.steps_per_epoch is None and sizes[0] is None:
-        raise ConfigError("trainer.steps_per_epoch is required for TFRecord "
-                          "training input (the record count is not stored).")
-    if sizes[0] is not None and sizes[0] < config.task.train_data.global_batch_size:
-        raise ConfigError(
-            f"task.train_data.global_batch_size="
-            f"{config.task.train_data.global_batch_size} is larger than the "
-            f"{sizes[0]} training images.")
-    return tuple(sizes)
-
-
-def steps_per_epoch(config, train_size):
-    """``trainer.steps_per_epoch``, else training images // global batch."""
-    if config.trainer.steps_per_epoch:
-        return config.trainer.steps_per_epoch
-    return max(1, train_size // config.task.train_data.global_batch_size)
-
-
-def resolve_loop(config):
-    """``fit`` or ``custom`` for the recipe's strategy."""
-    if config.runtime.loop != "auto":
-        return config.runtime.loop
-    return ("custom" if config.runtime.distribution_strategy in
-            ("tpu", "multi_worker_mirrored") else "fit")
-
-
-def group_conv_choice(config, strategy):
-    """``split`` on CPU-only machines (faster gradients), else ``native``."""
-    accelerated = (isinstance(strategy, tf.distribute.TPUStrategy) or
-                   bool(tf.config.list_logical_devices("GPU")))
-    return resolve_group_conv_implementation(
-        config.task.model.group_conv_implementation, accelerated)
-
-
-# ------------------------------------------------------------- builders
-def build_model(config, implementation="native"):
-    """The recipe's model (see :mod:`igc_keras.training.tasks`): logits for
-    classification, an :class:`~igc_keras.detection.SSDLite` for detection.
-    Inputs are RGB 0..255. Starts from ``task.init_checkpoint`` when set."""
-    model = get_task(config).build_model(implementation)
-    if config.task.init_checkpoint:
-        load_init_checkpoint(model, config.task.init_checkpoint)
-    return model
-
-
-def load_init_checkpoint(model, path):
-    """Loads ``task.init_checkpoint`` (a ``.keras`` or ``.weights.h5`` file of
-    the recipe's model) into ``model``; a missing file or a different
-    architecture raises :class:`ConfigError` naming the key."""
-    key = f"task.init_checkpoint={path!r}"
-    if not tf.io.gfile.exists(path):
-        raise ConfigError(f"{key} does not exist.")
-    try:
-        if path.endswith(".keras"):
-            source = keras.saving.load_model(path, compile=False)
-            shapes = [tuple(w.shape) for w in source.weights]
-            expected = [tuple(w.shape) for w in model.weights]
-            if shapes != expected:
-                raise ValueError(f"its {len(shapes)} weights do not match the "
-                                 f"recipe model's {len(expected)} (first "
-                                 f"difference: {_first_difference(shapes, expected)})")
-            model.set_weights(source.get_weights())
-        elif path.endswith(".weights.h5"):
-            model.load_weights(path)
-        else:
-            raise ValueError("expected a .keras or .weights.h5 file")
-    except Exception as error:  # corrupt archive, unknown class, mismatch
-        raise ConfigError(f"{key}: {error}.") from error
-    return model
-
-
-def _first_difference(shapes, expected):
-    for index, (have, want) in enumerate(zip(shapes, expected)):
-        if have != want:
-            return f"weight {index}: {have} vs {want}"
-    return f"{len(shapes)} vs {len(expected)} weights"
-
-
-def loss_function(config, reduction="sum_over_batch_size"):
-    """The classification loss (softmax cross-entropy, label smoothing)."""
-    return ClassificationTask(config).loss(reduction)
-
-
-def distributed_datasets(config, strategy, which=("train_data",
-                                                  "validation_data")):
-    """Per-replica pipelines (``distribute_datasets_from_function``).
-
-    Images are float32 0..255 with the task's targets; each replica reads
-    ``global_batch_size / replicas`` examples per step.
-    """
-    task = get_task(config)
-    static = isinstance(strategy, tf.distribute.TPUStrategy)
-    datasets = []
-    for key in which:
-        data = getattr(config.task, key)
-        per_replica_batch_size(data.global_batch_size, strategy,
-                               f"task.{key}.global_batch_size")
-
-        def dataset_fn(context, data=data, key=key):
-            batch = context.get_per_replica_batch_size(data.global_batch_size)
-            return task.dataset(data, f"task.{key}", batch, context, static)
-        datasets.append(strategy.distribute_datasets_from_function(dataset_fn))
-    return datasets
-
-
-def seed(config):
-    """``runtime.seed`` for Python, NumPy and TF; op determinism when
-    ``runtime.deterministic``."""
-    keras.utils.set_random_seed(config.runtime.seed)
-    if config.runtime.deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
-def prepare(config):
-    """Everything but the loop: seeds, precision, strategy, sizes, data.
-
-    Returns:
-        A dict with ``strategy``, ``steps_per_epoch``, ``train_ds``,
-        ``validation_ds``, ``implementation``, ``chief``.
-    """
-    train_size, _ = check_inputs(config)
-    # the strategy comes before any TF op: multi-worker collectives and
-    # logical devices must be configured at start-up
-    strategy = get_strategy(config.runtime)
-    seed(config)
-    keras.mixed_precision.set_global_policy(
-        config.runtime.mixed_precision_dtype)
-    train_ds, validation_ds = distributed_datasets(config, strategy)
-    return {"strategy": strategy,
-            "steps_per_epoch": steps_per_epoch(config, train_size),
-            "train_ds": train_ds, "validation_ds": validation_ds,
-            "implementation": group_conv_choice(config, strategy),
-            "chief": is_chief(strategy)}
-
-
-def _write_result(model_dir, result):
-    with open(os.path.join(model_dir, "result.json"), "w") as handle:
-        json.dump(result, handle, indent=2)
+from igc_keras.training.tasks import get_task
 
 
 # ------------------------------------------------------------- fit loop
-def _fit(config, setup):
-    strategy, steps = setup["strategy"], setup["steps_per_epoch"]
-    model_dir = config.trainer.model_dir
-    global_batch = config.task.train_data.global_batch_size
-    task = get_task(config)
-    with strategy.scope():
-        model = build_model(config, setup["implementation"])
-        schedule = learning_rate_schedule(config.trainer, global_batch, steps)
-        model.compile(optimizer=build_optimizer(config, schedule),
-                      steps_per_execution=config.runtime.steps_per_execution,
-                      **task.compile_arguments())
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "log.csv"),
-                                  append=True),
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
-        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "last.keras")),
-    ]
-    if config.trainer.checkpoint.keep_best:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(model_dir, "best.keras"), monitor=task.monitor,
-            mode=task.mode, save_best_only=True))
-    history = model.fit(setup["train_ds"], epochs=config.trainer.epochs,
-                        steps_per_epoch=steps,
-                        validation_data=setup["validation_ds"],
+def phases(config):
+    """``[(name, first epoch, end epoch)]``: ``head`` (the backbone frozen)
+    for ``trainer.head_epochs``, then ``full``."""
+    head, epochs = config.trainer.head_epochs, config.trainer.epochs
+    return ([("head", 0, head)] if head else []) + (
+        [("full", head, epochs)] if epochs > head else [])
+
+
+def set_trainable(task, model, phase):
+    """``head``: only the new classifier trains; ``full``: everything but the
+    backbone's BatchNormalization layers when the model has a new head (a
+    non-trainable Keras 3 BatchNormalization normalises with its moving
+    statistics even under ``fit``'s ``training=True``, so the pretrained
+    statistics are kept: keras-team/keras#20285), every layer otherwise."""
+    if task.config.task.model.head != "transfer":
+        return
+    backbone = task.backbone(model)
+    backbone.trainable = phase == "full"
+    if phase == "full":
+        for layer in iter_layers(backbone):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+def _compile(experiment, model, phase, first, end):
+    config, task = experiment.config, experiment.task
+    if phase == "head":
+        schedule = config.trainer.head_learning_rate
+    else:
+        schedule = learning_rate_schedule(
+            config.trainer, experiment.global_batch_size,
+            experiment.steps_per_epoch, epochs=end - first)
+    model.compile(optimizer=build_optimizer(config, schedule),
+                  steps_per_execution=config.runtime.steps_per_execution,
+                  **task.compile_arguments())
+
+
+def fit(experiment, verbose=2):
+    """Keras ``fit`` over the run's phases (see :func:`phases`) with the
+    shared callbacks; one ``BackupAndRestore`` folder per phase, so a killed
+    run resumes in the phase and epoch it was in.
+
+    Returns:
+        ``(model, optimizer steps over all phases, history by epoch)``.
+    """
+    config = experiment.config
+    with experiment.strategy.scope():
+        model = experiment.build_model()
+    history, steps = {}, 0
+    for index, (phase, first, end) in enumerate(phases(config)):
+        set_trainable(experiment.task, model, phase)
+        with experiment.strategy.scope():
+            _compile(experiment, model, phase, first, end)
+        callbacks = experiment.callbacks(
+            os.path.join(experiment.files["backup"], f"phase_{index}"))
+        run = model.fit(experiment.train_ds, initial_epoch=first, epochs=end,
+                        steps_per_epoch=experiment.steps_per_epoch,
+                        validation_data=experiment.validation_ds,
                         validation_steps=config.trainer.validation_steps,
-                        callbacks=callbacks, shuffle=False, verbose=2)
-    final = {k: float(v[-1]) for k, v in history.history.items()}
-    return model, int(model.optimizer.iterations.numpy()), final
+                        callbacks=callbacks, shuffle=False, verbose=verbose)
+        for key, values in run.history.items():
+            history.setdefault(key, []).extend(values)
+        steps += int(model.optimizer.iterations.numpy())
+    return model, steps, history
 
 
 # ------------------------------------------------------------- entry points
-def train(config):
-    """Runs a recipe. Returns ``(model, result)``; ``result`` is ``result.json``.
-
-    ``result``: ``loop``, ``replicas``, ``steps_per_epoch``, ``steps`` (the
-    optimizer's step count at the end, resumed runs included), ``final``
-    (the last epoch's metrics, validation included).
-
-    A recipe with ``task.quantization.enabled`` or ``task.pruning.enabled``
-    fine-tunes instead (:func:`igc_keras.training.model_optimization.
-    optimize_model`).
-    """
-    if config.task.quantization.enabled or config.task.pruning.enabled:
-        from igc_keras.training.model_optimization import optimize_model
-        return optimize_model(config)
-    loop = resolve_loop(config)
-    setup = prepare(config)
-    os.makedirs(config.trainer.model_dir, exist_ok=True)
+def run_experiment(experiment, verbose=2):
+    """Trains a prepared :class:`~igc_keras.training.experiment.Experiment`
+    in its loop. Returns ``(model, result)`` and writes ``result.json``,
+    the SavedModel and (detection) the COCO scores on the chief."""
+    config = experiment.config
     try:
-        if loop == "fit":
-            if isinstance(setup["strategy"], (
-                    tf.distribute.MultiWorkerMirroredStrategy,
-                    tf.distribute.TPUStrategy)):
-                raise ConfigError(
-                    f"runtime.loop='fit' cannot run "
-                    f"runtime.distribution_strategy="
-                    f"{config.runtime.distribution_strategy!r} (Keras fit "
-                    f"fails there: keras-team/keras#20585); use 'custom' or "
-                    f"'auto'.")
-            model, steps, final = _fit(config, setup)
+        if experiment.loop == "fit":
+            model, steps, history = fit(experiment, verbose)
         else:
-            from igc_keras.training.custom_loop import CustomLoop
-            model, steps, final = CustomLoop(config, setup).run()
-        result = {"loop": loop,
-                  "replicas": setup["strategy"].num_replicas_in_sync,
+            model, steps, history = CustomLoop(experiment).run()
+        history = {k: [float(v) for v in values]
+                   for k, values in history.items()}
+        result = {"loop": experiment.loop,
+                  "replicas": experiment.strategy.num_replicas_in_sync,
                   "epochs": config.trainer.epochs,
-                  "steps_per_epoch": setup["steps_per_epoch"],
-                  "steps": steps, "final": final}
-        if setup["chief"]:
-            task = get_task(config)
+                  "steps_per_epoch": experiment.steps_per_epoch,
+                  "steps": steps,
+                  "final": {k: v[-1] for k, v in history.items() if v},
+                  "history": history}
+        if experiment.chief:
             if config.task.type == "detection" and (
                     config.task.validation_data.source == "coco"):
                 # scored by a copy outside the strategy: predicting with the
                 # distributed model on the chief alone would wait for the
                 # other workers' collectives
-                scorer = task.build_model(setup["implementation"])
+                scorer = experiment.task.build_model(experiment.implementation)
                 scorer(tf.zeros([1] + list(config.task.model.input_size)))
                 scorer.set_weights(model.get_weights())
                 result["coco_eval"] = coco_evaluation(config, scorer)
             if config.trainer.checkpoint.export_saved_model:
-                task.export(model, os.path.join(config.trainer.model_dir,
-                                                "export"))
-            _write_result(config.trainer.model_dir, result)
+                experiment.task.export(model, experiment.files["export"])
+            write_json(experiment.files["result"], result)
+            shutil.rmtree(experiment.files["backup"], ignore_errors=True)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return model, result
+
+
+def train(config, files=None):
+    """Runs a recipe. Returns ``(model, result)``; ``result`` is ``result.json``.
+
+    ``result``: ``loop``, ``replicas``, ``steps_per_epoch``, ``steps`` (the
+    optimizer steps at the end, all phases, resumed runs included),
+    ``final`` (the last epoch's metrics, validation included), ``history``
+    (the metrics of each epoch this process ran).
+
+    A recipe with ``task.quantization.enabled`` or ``task.pruning.enabled``
+    fine-tunes instead (:func:`igc_keras.training.model_optimization.
+    optimize_model`). ``files``: other output names (see
+    :data:`igc_keras.training.experiment.FILES`).
+
+    Raises:
+        ConfigError: before any work, naming the key.
+        NonFiniteLossError: the loss became NaN / infinite (the run stops
+            there; no checkpoint is written from it).
+    """
+    if config.task.quantization.enabled or config.task.pruning.enabled:
+        from igc_keras.training.model_optimization import optimize_model
+        return optimize_model(config)
+    return run_experiment(prepare(config, files))
 
 
 def load_for_evaluation(config, checkpoint, implementation="native"):
@@ -344,18 +222,21 @@ def evaluate(config, checkpoint):
     Returns:
         ``{"loss": ..., "top1": ..., "top5": ...}`` or the COCO stats.
     """
-    from igc_keras.training.custom_loop import evaluate_distributed
-    check_inputs(config)
+    task = get_task(config)
+    check_inputs(config, task)
+    implementation = resolve_group_conv_implementation(
+        config.task.model.group_conv_implementation)
     if config.task.type == "detection":
-        implementation = resolve_group_conv_implementation(
-            config.task.model.group_conv_implementation)
         return coco_evaluation(config, load_for_evaluation(
             config, checkpoint, implementation))
     strategy = get_strategy(config.runtime)
-    (validation_ds,) = distributed_datasets(config, strategy,
-                                            ("validation_data",))
+    validation_ds = strategy.distribute_datasets_from_function(
+        lambda context: task.dataset(
+            config.task.validation_data, "task.validation_data",
+            context.get_per_replica_batch_size(
+                config.task.validation_data.global_batch_size), context,
+            isinstance(strategy, tf.distribute.TPUStrategy)))
     with strategy.scope():
-        model = load_for_evaluation(config, checkpoint,
-                                    group_conv_choice(config, strategy))
-    return evaluate_distributed(get_task(config), model, strategy,
-                                validation_ds, config.trainer.validation_steps)
+        model = load_for_evaluation(config, checkpoint, implementation)
+    return evaluate_distributed(task, model, strategy, validation_ds,
+                                config.trainer.validation_steps)

@@ -1,0 +1,180 @@
+"""Training off the happy path, on real data: a NaN loss, class folders that
+do not fit the model, unreadable images, unusable ``trainer.model_dir``, and
+a run killed and resumed with worse epochs (``best.keras`` is kept)."""
+
+import json
+import os
+import shutil
+import tarfile
+
+import keras
+import pytest
+
+from conftest import DATA
+from igc_keras.errors import ConfigError, NonFiniteLossError
+from igc_keras.training.config import load_experiment
+from igc_keras.training.trainer import train
+from test_trainer import (ENV, LEARN, _cli, _log_rows, _overrides, _result,
+                          _run_and_kill)
+
+import subprocess  # noqa: E402  (after the test helpers)
+
+
+@pytest.fixture(scope="module")
+def cifar12(tmp_path_factory):
+    """Real CIFAR-10 test JPEGs as class folders: ``train/`` with the 10
+    classes and 2 more (copies named ``extra_a``, ``extra_b``), 8 images
+    each, and ``val/`` with 3 of the classes."""
+    root = tmp_path_factory.mktemp("cifar12")
+    counts = {}
+    with tarfile.open(os.path.join(DATA, "cifar10",
+                                   "cifar10_test.tar.gz")) as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) >= 3 and counts.get(
+                    parts[-2], 0) < 8:
+                counts[parts[-2]] = counts.get(parts[-2], 0) + 1
+                target = root / "train" / parts[-2] / parts[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.extractfile(member).read())
+    assert len(counts) == 10
+    for extra, source in (("extra_a", "cat"), ("extra_b", "dog")):
+        shutil.copytree(root / "train" / source, root / "train" / extra)
+    for name in ("cat", "dog", "ship"):
+        shutil.copytree(root / "train" / name, root / "val" / name)
+    return root
+
+
+def _folder_config(tmp_path, train_dir, val_dir, classes=10):
+    return load_experiment(overrides=_overrides(str(tmp_path / "run")) + [
+        f"task.model.num_classes={classes}",
+        "task.train_data.source=folder", f"task.train_data.data_dir={train_dir}",
+        "task.train_data.global_batch_size=8",
+        "task.validation_data.source=folder",
+        f"task.validation_data.data_dir={val_dir}"])
+
+
+def test_more_class_folders_than_classes_is_refused(cifar12, tmp_path):
+    train_dir = str(cifar12 / "train")
+    config = _folder_config(tmp_path, train_dir, train_dir)
+    with pytest.raises(ConfigError, match=r"task\.train_data\.data_dir=.* holds "
+                                          r"12 class folders .*'extra_a'.*"
+                                          r"num_classes=10"):
+        train(config)
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_validation_classes_other_than_training_classes_are_refused(
+        cifar12, tmp_path):
+    config = _folder_config(tmp_path, str(cifar12 / "train"),
+                            str(cifar12 / "val"), classes=12)
+    with pytest.raises(ConfigError, match=r"task\.validation_data\.data_dir=.*"
+                                          r"\['cat', 'dog', 'ship'\]; they must "
+                                          r"be the same as"):
+        train(config)
+
+
+def test_unreadable_images_are_skipped_by_name_before_training(cifar12,
+                                                               tmp_path):
+    train_dir = tmp_path / "train"
+    shutil.copytree(cifar12 / "train", train_dir)
+    shutil.rmtree(train_dir / "extra_a")
+    shutil.rmtree(train_dir / "extra_b")
+    good = (train_dir / "cat" / os.listdir(train_dir / "cat")[0]).read_bytes()
+    (train_dir / "cat" / "truncated.jpg").write_bytes(good[:300])
+    config = _folder_config(tmp_path, str(train_dir), str(train_dir))
+    config = load_experiment(overrides=_overrides(str(tmp_path / "run"), 1, 2)
+                             + ["task.train_data.source=folder",
+                                f"task.train_data.data_dir={train_dir}",
+                                "task.train_data.global_batch_size=8",
+                                "task.validation_data.source=folder",
+                                f"task.validation_data.data_dir={train_dir}"])
+    with pytest.warns(UserWarning, match=r"skipping 1 of 81 image file\(s\) "
+                                         r"that cannot be decoded: .*"
+                                         r"truncated\.jpg"):
+        _, result = train(config)
+    assert result["steps"] == 2
+    # a class whose every image is unreadable is an error before training
+    for path in (train_dir / "dog").iterdir():
+        path.write_bytes(b"not an image")
+    with pytest.raises(ConfigError, match=r"no image of class subfolder\(s\) "
+                                          r"\['dog'\] can be decoded"):
+        train(config)
+
+
+@pytest.mark.parametrize("where, message", [
+    ("file", "is a file, not a folder"),
+    ("below_file", "cannot be created: .* is a file"),
+    ("sys", "cannot be created or written"),
+])
+def test_unusable_model_dir_is_refused_before_the_model_is_built(
+        tmp_path, where, message):
+    (tmp_path / "file").write_text("x")
+    model_dir = {"file": str(tmp_path / "file"),
+                 "below_file": str(tmp_path / "file" / "run"),
+                 # sysfs: no folder can be made there, even by root
+                 "sys": "/sys/igc_keras_test/run"}[where]
+    config = load_experiment(overrides=_overrides(model_dir))
+    with pytest.raises(ConfigError, match=r"trainer\.model_dir=.*" + message):
+        train(config)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_nan_loss_stops_the_run_and_writes_no_checkpoint(tmp_path, loop):
+    model_dir = str(tmp_path / loop)
+    config = load_experiment(overrides=_overrides(model_dir, **{
+        "runtime.loop": loop,
+        "trainer.learning_rate.initial_learning_rate": 1e12,
+        "trainer.warmup.epochs": 0}))
+    with pytest.raises(NonFiniteLossError, match=r"the training loss is nan at "
+                                                 r"epoch 1, step \d+ of 6.*"
+                                                 r"learning rate"):
+        train(config)
+    for name in ("best.keras", "last.keras", "result.json"):
+        assert not os.path.exists(os.path.join(model_dir, name)), name
+
+
+def test_nan_loss_is_a_one_line_error_from_the_command_line(tmp_path):
+    run = subprocess.run(_cli(_overrides(str(tmp_path / "cli")) + [
+        "trainer.learning_rate.initial_learning_rate=1e12",
+        "trainer.warmup.epochs=0"]), capture_output=True, text=True, env=ENV,
+        timeout=600)
+    assert run.returncode == 1
+    assert "igc-keras train: Training stopped: the training loss is nan" in \
+        run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_resume_with_worse_epochs_keeps_the_best_model(tmp_path, loop):
+    """Killed in epoch 3 of 3 after epoch 2 saved ``best.keras``; restarted
+    with inputs shifted by 5000 (the weights are the same, the predictions
+    collapse), so the resumed epoch scores worse: ``best.keras`` must stay
+    the epoch-2 model."""
+    model_dir = str(tmp_path / loop)
+    overrides = _overrides(model_dir, **{
+        **LEARN, "runtime.loop": loop,
+        "trainer.checkpoint.save_every_n_steps": 24})
+    log = os.path.join(model_dir, "log.csv")
+    _run_and_kill(overrides, lambda: os.path.exists(log) and len(
+        _log_rows(model_dir)) == 2, 1.0)
+    best = os.path.join(model_dir, "best.keras")
+    with open(os.path.join(model_dir, "best.json")) as handle:
+        before = json.load(handle)
+    scores = [float(r["val_top1"]) for r in _log_rows(model_dir)]
+    assert before["value"] == pytest.approx(max(scores))
+    assert before["epoch"] == 1 + scores.index(max(scores))
+    first = max(scores)
+    assert first > 0.2  # learnt in 2 epochs (measured 0.31; chance 0.1)
+    stamp = os.stat(best).st_mtime_ns
+    rerun = subprocess.run(_cli(overrides + [
+        "task.model.input_mean=[5000.0, 5000.0, 5000.0]"]),
+        capture_output=True, text=True, env=ENV, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    later = [float(r["val_top1"]) for r in _log_rows(model_dir)[2:]]
+    assert later and max(later) < first, later
+    assert os.stat(best).st_mtime_ns == stamp
+    with open(os.path.join(model_dir, "best.json")) as handle:
+        assert json.load(handle) == before
+    assert _result(model_dir)["final"]["val_top1"] == pytest.approx(later[-1])
+    assert keras.saving.load_model(best).count_params() > 0
