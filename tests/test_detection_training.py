@@ -151,12 +151,14 @@ def test_detection_custom_loop(tmp_path):
      "task.validation_data.data_dir"),
 ])
 def test_bad_detection_recipes_name_the_key(tmp_path, override, key):
-    from igc_keras.training.trainer import build_model, check_inputs
+    from igc_keras.training.experiment import check_inputs
+    from igc_keras.training.tasks import get_task
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         config = load_experiment(RECIPE, _overrides(str(tmp_path)) +
                                  [override])
-        check_inputs(config)
-        build_model(config, "split")
+        task = get_task(config)
+        check_inputs(config, task)
+        task.build_model("split")
 
 
 def _painted(boxes, height=300, width=400):

@@ -10,12 +10,30 @@ import subprocess
 import numpy as np
 import pytest
 
-from test_trainer import (ENV, _cli, _first_epoch_logged, _log_rows,
-                          _overrides, _rerun_after_kill, _result,
-                          _run_and_kill)
+from test_trainer import ENV, _cli, _first_epoch_logged, _log_rows
+from test_trainer import _overrides as _trainer_overrides
+from test_trainer import _rerun_after_kill, _result, _run_and_kill
 
+
+def _overrides(model_dir, epochs=2, steps=6, **extra):
+    """The trainer tests' small IGC-network run; QAT calibrates on 64
+    images and the TFLite file is checked on the 64 validation images the
+    run scores (tf_keras' grouped-convolution gradient is slow on CPU)."""
+    return _trainer_overrides(model_dir, epochs, steps, **{
+        "task.quantization.calibration_images": 64,
+        "trainer.validation_steps": 1, **extra})
+
+from igc_keras.errors import NonFiniteLossError
 from igc_keras.training.config import ConfigError, load_experiment
-from igc_keras.training.trainer import build_model, train
+from igc_keras.training.experiment import load_init_checkpoint
+from igc_keras.training.tasks import get_task
+from igc_keras.training.trainer import train
+
+
+def build_model(config):
+    """The recipe's model started from ``task.init_checkpoint``."""
+    model = get_task(config).build_model("native")
+    return load_init_checkpoint(model, config.task.init_checkpoint)
 
 RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                        "recipes")
@@ -111,16 +129,32 @@ def test_pruning_recipe_leaves_a_sparse_keras_model_that_exports_smaller(
                                rtol=1e-4, atol=1e-4)
 
 
+def test_nan_loss_stops_the_tfmot_loop_and_keeps_no_checkpoint(trained,
+                                                                tmp_path):
+    model_dir = str(tmp_path / "nan")
+    config = load_experiment(None, _overrides(model_dir, epochs=1, steps=4, **{
+        "task.init_checkpoint": trained, "task.quantization.enabled": True,
+        "task.quantization.calibration_images": 0,
+        "trainer.learning_rate.initial_learning_rate": 1e12,
+        "trainer.warmup.epochs": 0}))
+    with pytest.raises(NonFiniteLossError, match="the training loss is nan"):
+        train(config)
+    for name in ("best_weights", "best_weights.json", "result.json",
+                 "model_int8.tflite"):
+        assert not os.path.exists(os.path.join(model_dir, name)), name
+
+
 def test_pruning_run_killed_mid_run_resumes(trained, tmp_path):
     """SIGKILL after epoch 1 of 2 is logged; the rerun does epoch 2 only."""
     model_dir = str(tmp_path / "killed")
-    epochs, steps = 2, 30
+    epochs, steps = 2, 6
     overrides = _overrides(model_dir, epochs=epochs, steps=steps, **{
         "task.init_checkpoint": trained, "task.pruning.enabled": "true",
-        "task.pruning.frequency": 5, "trainer.warmup.epochs": 0})
+        "task.pruning.frequency": 2, "trainer.warmup.epochs": 0})
     _run_and_kill(overrides, _first_epoch_logged(model_dir), 1.0)
     _, result = _rerun_after_kill(overrides, model_dir, epochs * steps)
-    assert 0.45 <= result["sparsity"] <= 0.55
+    # overall: tfmot leaves the depthwise kernels dense
+    assert 0.4 <= result["sparsity"] <= 0.5
 
 
 def test_qat_recipe_trains_mirrored_on_two_logical_cpus(trained, tmp_path):

@@ -70,10 +70,12 @@ def test_recipe_overrides_defaults_and_set_overrides_recipe(tmp_path):
 ])
 def test_malformed_recipes_fail_fast_naming_the_key(text, message):
     if message is None:  # a bad split is caught when the data is checked
-        from igc_keras.training.trainer import check_inputs
+        from igc_keras.training.experiment import check_inputs
+        from igc_keras.training.tasks import get_task
         with pytest.raises(ConfigError, match=r"task\.train_data\.source: the "
                                               r"digits dataset has splits"):
-            check_inputs(load_experiment(text=text))
+            config = load_experiment(text=text)
+            check_inputs(config, get_task(config))
         return
     with pytest.raises(ConfigError, match=message):
         load_experiment(text=text)

@@ -49,7 +49,8 @@ from igc_keras.training.experiment import prepare
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
 
-#: validation images the exported TFLite file is checked on.
+#: validation images the exported TFLite file is checked on (at most; no
+#: more than the run validates on when ``trainer.validation_steps`` is set).
 CHECK_IMAGES = 256
 
 
@@ -136,7 +137,10 @@ def _export(experiment, model, wrapped, validation_ds):
     from igc_keras import optimize
     config, model_dir = experiment.config, experiment.model_dir
     export = config.trainer.checkpoint.export_saved_model
-    images = _images(validation_ds, CHECK_IMAGES)
+    count, steps = CHECK_IMAGES, config.trainer.validation_steps
+    if steps:
+        count = min(count, steps * config.task.validation_data.global_batch_size)
+    images = _images(validation_ds, count)
     if config.task.quantization.enabled:
         if export:
             tf.saved_model.save(wrapped, os.path.join(model_dir, "export"))

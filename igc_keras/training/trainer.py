@@ -94,6 +94,9 @@ def fit(experiment, verbose=2):
             _compile(experiment, model, phase, first, end)
         callbacks = experiment.callbacks(
             os.path.join(experiment.files["backup"], f"phase_{index}"))
+        # BackupAndRestore restores the epoch by setting the model's initial
+        # epoch, which fit never resets: clear an earlier phase's value
+        model._initial_epoch = None
         run = model.fit(experiment.train_ds, initial_epoch=first, epochs=end,
                         steps_per_epoch=experiment.steps_per_epoch,
                         validation_data=experiment.validation_ds,
