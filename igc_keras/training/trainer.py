@@ -1,23 +1,26 @@
 """Recipe-driven training and evaluation: ``train(config)``, ``evaluate(...)``.
 
-One experiment config runs on every strategy:
+``train`` resolves the recipe once into an :class:`~igc_keras.training.
+experiment.Experiment` (:func:`~igc_keras.training.experiment.prepare`:
+every input checked, strategy, pipelines, steps, output paths) and runs it
+in one of two loops that share the experiment's callbacks
+(:meth:`~igc_keras.training.experiment.Experiment.callbacks`: NaN stop,
+``log.csv``, TensorBoard, ``last.keras``, ``best.keras``):
 
-* ``fit`` loop (one device, mirrored GPUs or logical CPUs): Keras ``fit`` with
-  ``BackupAndRestore`` (a killed run resumes at the epoch it was in),
-  ``CSVLogger``, ``TensorBoard``, last / best ``.keras`` checkpoints.
-* ``custom`` loop (multi-worker mirrored and TPU, where Keras ``fit`` fails:
-  keras-team/keras#20585): :mod:`igc_keras.training.custom_loop`, a
-  ``strategy.run`` step inside a ``tf.function`` host loop with
-  ``tf.train.CheckpointManager`` (resumes at the step it was at).
+* ``fit`` (one device, mirrored GPUs or logical CPUs): Keras ``fit`` over
+  the run's phases (:func:`phases`: a new head alone, then the whole
+  network) with ``BackupAndRestore`` (a killed run resumes at the epoch it
+  was in).
+* ``custom`` (multi-worker mirrored and TPU, where Keras ``fit`` fails:
+  keras-team/keras#20585): :class:`~igc_keras.training.custom_loop.
+  CustomLoop`, a ``strategy.run`` step inside a ``tf.function`` host loop
+  with ``tf.train.CheckpointManager`` (resumes at the step it was at).
 
-Both ask the task (:mod:`igc_keras.training.tasks`: classification — the
-registry network behind its preprocessing layer, logits, label smoothing,
-top-1 / top-5; detection — SSDLite, the SSD loss, COCO mAP at the end) for
-the model, loss, statistics and input, and share the optimizer and schedule
-(:mod:`igc_keras.training.schedules`), per-replica input from
-``distribute_datasets_from_function`` and the outputs in
-``trainer.model_dir``: ``log.csv``, ``tensorboard/``, ``last.keras``,
-``best.keras``, ``export/`` (SavedModel) and ``result.json``.
+Both ask the task (:mod:`igc_keras.training.tasks`) for the model, loss,
+statistics and input. Outputs in ``trainer.model_dir``: ``log.csv``,
+``tensorboard/``, ``last.keras``, ``best.keras`` + ``best.json``,
+``export/`` (SavedModel) and ``result.json``. QAT / pruning recipes run the
+tf_keras loop (:mod:`igc_keras.training.model_optimization`).
 """
 
 import os
