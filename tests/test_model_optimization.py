@@ -57,7 +57,7 @@ def test_init_checkpoint_starts_from_the_trained_weights(trained):
         np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
     other = load_experiment(None, _overrides("unused", **{
         "task.init_checkpoint": trained,
-        "task.model.name": "igcv2_cifar_xception_c35_d20"}))
+        "task.model.name": "igcv2_cifar_igcv2_c64_d20"}))
     with pytest.raises(ConfigError, match="task.init_checkpoint=.*do not "
                                           "match"):
         build_model(other)

@@ -236,8 +236,9 @@ def test_qat_exports_int8_and_pruning_exports_smaller(cifar, tmp_path):
     """The default-suite version of the slow test above: QAT on the IGCV1
     CIFAR net (no fine-tuning: its grouped-conv gradients are slow on CPU)
     exports a full-int8 file that runs and agrees with the QAT model; pruning
-    (on a net without grouped convs, so fine-tuning is quick) leaves a Keras 3
-    model half zeros whose TFLite file runs, agrees and gzips smaller."""
+    (the IGC-V2(C64) D8 net, two fine-tuning steps) leaves a Keras 3 model
+    whose pruned kernels are half zeros, whose TFLite file runs, agrees and
+    gzips smaller."""
     from igc_keras import optimize
     x, y, test_x, _ = cifar
     model = randomize_weights(_classifier("igcv1_cifar_l24m2_d20", 32), seed=1)
@@ -247,14 +248,16 @@ def test_qat_exports_int8_and_pruning_exports_smaller(cifar, tmp_path):
     check = optimize.compare_tflite(qat, info["path"], test_x[:100])
     assert check["top1_agreement"] >= 0.95, check
 
-    model = randomize_weights(_classifier("igcv2_cifar_xception_c35_d8", 32), seed=3)
+    model = randomize_weights(_classifier("igcv2_cifar_igcv2_c64_d8", 32),
+                              seed=3)
     pruned = optimize.prune(model, target_sparsity=0.5, begin_step=0,
                             end_step=1, frequency=1)
     optimize.fine_tune(pruned, (x[:64], y[:64]), epochs=1, batch_size=32,
                        verbose=0)
     sparse = optimize.strip(pruned, like=model)
     report = optimize.sparsity(sparse)
-    assert 0.45 <= report["overall"] <= 0.55, report["overall"]
+    # overall: tfmot leaves the depthwise (channel-wise) kernels dense
+    assert 0.4 <= report["overall"] <= 0.5, report["overall"]
     dense_file = optimize.export_tflite(model, str(tmp_path / "dense.tflite"))
     sparse_file = optimize.export_tflite(sparse,
                                          str(tmp_path / "sparse.tflite"))
