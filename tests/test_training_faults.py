@@ -197,3 +197,25 @@ def test_run_killed_resumes_and_keeps_the_best_model(tmp_path, loop):
         assert json.load(handle) == before
     assert result["final"]["val_top1"] == pytest.approx(later)
     assert keras.saving.load_model(best).count_params() > 0
+
+
+def test_a_new_run_in_an_old_folder_keeps_its_own_best(tmp_path):
+    """A finished run leaves nothing to resume; the same folder trained again
+    from scratch keeps its own best model, not the earlier run's score."""
+    model_dir = str(tmp_path / "again")
+    first_config = load_experiment(overrides=_overrides(model_dir, **LEARN))
+    _, first = train(first_config)
+    with open(os.path.join(model_dir, "best.json")) as handle:
+        assert json.load(handle)["value"] == pytest.approx(
+            max(first["history"]["val_top1"]))
+    # the second run cannot learn (inputs shifted by 5000): its best is far
+    # below the first run's, and still its own
+    second_config = load_experiment(overrides=_overrides(model_dir, **{
+        **LEARN, "trainer.epochs": 1,
+        "task.model.input_mean": "[5000.0, 5000.0, 5000.0]"}))
+    _, second = train(second_config)
+    assert second["history"]["val_top1"][0] < max(first["history"]["val_top1"])
+    with open(os.path.join(model_dir, "best.json")) as handle:
+        state = json.load(handle)
+    assert state["epoch"] == 1 and state["value"] == pytest.approx(
+        second["history"]["val_top1"][0])

@@ -153,6 +153,8 @@ class CustomLoop:
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             print(f"Resumed from {latest}", flush=True)
+        else:
+            self.experiment.forget_best()
         total = config.trainer.epochs * self.steps_per_epoch
         step = int(self.optimizer.iterations.numpy())
         train_steps = self._train_function()

@@ -116,6 +116,15 @@ class Experiment:
                                               False))
         return datasets
 
+    def forget_best(self, state=None):
+        """Called by a loop that has nothing to resume: the run starts from
+        scratch, so an earlier run's ``best.json`` in the same folder (state
+        ``state``, default the best model's) must not keep its new models
+        out of ``best.keras``."""
+        state = state or os.path.splitext(self.files["best"])[0] + ".json"
+        if self.chief and os.path.exists(state):
+            os.remove(state)
+
     def callbacks(self, backup=None, best_state=None):
         """The callbacks every loop runs, in order: the non-finite-loss stop,
         then (chief only) ``BackupAndRestore`` into ``backup`` (when given),

@@ -190,6 +190,8 @@ def optimize_model(config):
     # a TF checkpoint: tf_keras cannot load .weights.h5 files into
     # mirrored (sync-on-read) variables
     best_dir = os.path.join(experiment.model_dir, "best_weights")
+    if not os.path.exists(experiment.files["backup"]):
+        experiment.forget_best(f"{best_dir}.json")
     train_ds, validation_ds = experiment.global_datasets()
     # the Keras 3 model: the bridge's source and the pruned model's shape
     model = experiment.build_model("native")

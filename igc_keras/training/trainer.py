@@ -91,6 +91,8 @@ def fit(experiment, verbose=2):
     with experiment.strategy.scope():
         model = experiment.build_model()
     history, steps = {}, 0
+    if not os.path.exists(os.path.join(experiment.files["backup"], "phase_0")):
+        experiment.forget_best()
     for index, (phase, first, end) in enumerate(phases(config)):
         set_trainable(experiment.task, model, phase)
         with experiment.strategy.scope():
