@@ -219,3 +219,18 @@ def test_a_new_run_in_an_old_folder_keeps_its_own_best(tmp_path):
         state = json.load(handle)
     assert state["epoch"] == 1 and state["value"] == pytest.approx(
         second["history"]["val_top1"][0])
+
+
+def test_a_corrupt_best_score_file_is_a_clear_error(tmp_path):
+    from igc_keras.errors import TrainingError
+    from igc_keras.training.callbacks import SaveModel
+    state = tmp_path / "best.json"
+    state.write_text('{"monitor": "val_top1", "val')
+    keeper = SaveModel(str(tmp_path / "best.keras"), "val_top1", "max")
+    with pytest.raises(TrainingError, match=r"best\.json.*cannot be read.*"
+                                            r"remove it"):
+        keeper.on_train_begin()
+    state.write_text('{"monitor": "val_top1", "mode": "max", "value": 0.5}')
+    keeper.on_train_begin()
+    assert keeper.best == 0.5 and not keeper.improved(0.4)
+    assert keeper.improved(0.6) and not keeper.improved(float("nan"))

@@ -20,7 +20,7 @@ import os
 
 import keras
 
-from igc_keras.errors import NonFiniteLossError
+from igc_keras.errors import NonFiniteLossError, TrainingError
 
 
 def write_json(path, value):
@@ -114,8 +114,15 @@ class SaveModel(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.monitor and os.path.exists(self.state):
-            with open(self.state) as handle:
-                saved = json.load(handle)
+            try:
+                with open(self.state) as handle:
+                    saved = json.load(handle)
+                saved.get("monitor")
+            except (OSError, ValueError, AttributeError) as error:
+                raise TrainingError(
+                    f"{self.state!r} (the best model's score) cannot be read "
+                    f"({error}); remove it to let this run start a new best "
+                    f"{os.path.basename(self.path)}.") from error
             if saved.get("monitor") == self.monitor:
                 self.best = saved.get("value")
 
