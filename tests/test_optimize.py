@@ -136,7 +136,7 @@ def test_cli_exports_int8_with_calibration_and_benches(cifar, tmp_path):
 
     import keras
     x, _, test_x, _ = cifar
-    model = randomize_weights(_classifier("igcv1_cifar_l24m2_d20", 32), seed=2)
+    model = randomize_weights(_classifier("igcv2_cifar_igcv2_c64_d8", 32), seed=2)
     path = str(tmp_path / "model.keras")
     model.save(path)
     for folder, images in (("calibration", x[:40]), ("check", test_x[:40])):
@@ -205,7 +205,7 @@ def test_quantize_aware_starts_calibrated_on_real_images(cifar):
     float model computes, to int8 precision, on held-out real images."""
     from igc_keras import optimize
     x, _, test_x, _ = cifar
-    model = randomize_weights(_classifier("igcv1_cifar_l24m2_d20", 32),
+    model = randomize_weights(_classifier("igcv2_cifar_igcv2_c64_d8", 32),
                               seed=1)
     calibration = x[:64]
     qat = optimize.quantize_aware(model, representative_data=calibration)
@@ -233,15 +233,16 @@ def test_quantize_aware_starts_calibrated_on_real_images(cifar):
 
 
 def test_qat_exports_int8_and_pruning_exports_smaller(cifar, tmp_path):
-    """The default-suite version of the slow test above: QAT on the IGCV1
-    CIFAR net (no fine-tuning: its grouped-conv gradients are slow on CPU)
+    """The default-suite version of the slow test above: QAT on the
+    IGC-V2(C64) D8 net (group convolutions + permutations; no fine-tuning)
     exports a full-int8 file that runs and agrees with the QAT model; pruning
-    (the IGC-V2(C64) D8 net, two fine-tuning steps) leaves a Keras 3 model
+    (the same net, two fine-tuning steps) leaves a Keras 3 model
     whose pruned kernels are half zeros, whose TFLite file runs, agrees and
     gzips smaller."""
     from igc_keras import optimize
     x, y, test_x, _ = cifar
-    model = randomize_weights(_classifier("igcv1_cifar_l24m2_d20", 32), seed=1)
+    model = randomize_weights(_classifier("igcv2_cifar_igcv2_c64_d8", 32),
+                              seed=1)
     qat = optimize.quantize_aware(model)
     info = optimize.export_tflite(qat, str(tmp_path / "qat.tflite"), "int8")
     assert optimize.run_tflite(info["path"], test_x[:2]).shape == (2, 10)

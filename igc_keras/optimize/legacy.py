@@ -318,6 +318,27 @@ def adapt_callback(callback):
     return Adapter()
 
 
+def save_serving(model, directory):
+    """Writes a tf_keras model (QAT / pruning wrappers included) as a
+    SavedModel holding one ``serving_default`` signature: ``images``
+    (any batch, the model's input shape) -> the model's outputs in
+    inference mode. No per-layer call traces are saved (tf_keras'
+    ``save_traces=False``) and no optimizer: the file serves and converts
+    (TFLite, ``tf.saved_model.load``); rebuild the Keras model from the
+    recipe and its weights to train on.
+    """
+    import tensorflow as tf
+    tfk = tf_keras()
+    spec = model.inputs[0]
+    serve = tf.function(lambda images: model(images, training=False))
+    signature = serve.get_concrete_function(tf.TensorSpec(
+        (None,) + tuple(spec.shape[1:]), spec.dtype, name="images"))
+    tfk.models.save_model(model, directory, save_format="tf",
+                          include_optimizer=False, save_traces=False,
+                          signatures=signature)
+    return directory
+
+
 def train(model, data, epochs=1, steps_per_epoch=None, validation_data=None,
         validation_steps=None, callbacks=(), verbose=2):
     """The tf_keras training loop (QAT and pruning, from a recipe or

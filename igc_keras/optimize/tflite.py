@@ -40,7 +40,8 @@ def _is_quantize_aware(model):
 
 def _saved_model(model, directory):
     if _is_tf_keras(model):
-        tf.saved_model.save(model, directory)
+        from igc_keras.optimize.legacy import save_serving
+        save_serving(model, directory)
     else:
         model.export(directory, format="tf_saved_model", verbose=False)
     return directory

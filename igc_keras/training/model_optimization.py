@@ -135,6 +135,7 @@ def _export(experiment, model, wrapped, validation_ds):
     """Writes the outputs (see the module docstring); returns the result's
     ``tflite`` (and pruning) entries."""
     from igc_keras import optimize
+    from igc_keras.optimize.legacy import save_serving
     config, model_dir = experiment.config, experiment.model_dir
     export = config.trainer.checkpoint.export_saved_model
     count, steps = CHECK_IMAGES, config.trainer.validation_steps
@@ -143,7 +144,7 @@ def _export(experiment, model, wrapped, validation_ds):
     images = _images(validation_ds, count)
     if config.task.quantization.enabled:
         if export:
-            tf.saved_model.save(wrapped, os.path.join(model_dir, "export"))
+            save_serving(wrapped, os.path.join(model_dir, "export"))
         info = optimize.export_tflite(
             wrapped, os.path.join(model_dir, "model_int8.tflite"), "int8")
         reference, extra = wrapped, {}
