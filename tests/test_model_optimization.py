@@ -16,8 +16,8 @@ import pytest
 from test_trainer import (ENV, LEARN, MIN_LEARNT_TOP1, _cli,
                           _first_epoch_logged, _log_rows)
 from test_trainer import _overrides as _trainer_overrides
-from test_trainer import (_rerun_after_kill, _result, _run_and_kill,
-                          assert_igc_network)
+from test_trainer import (_digits_rgb, _rerun_after_kill, _result,
+                          _run_and_kill, assert_igc_network)
 
 from igc_keras.errors import NonFiniteLossError
 from igc_keras.training.config import ConfigError, load_experiment
@@ -105,7 +105,6 @@ def test_post_training_int8_of_the_trained_igc_network_agrees(trained,
     import keras
 
     from igc_keras.optimize import compare_tflite, export_tflite
-    from test_trainer import _digits_rgb
     model = keras.saving.load_model(trained)
     info = export_tflite(model, str(tmp_path / "int8.tflite"), "int8",
                          _digits_rgb("train", 16)[:100])
@@ -138,11 +137,9 @@ def test_qat_recipe_fine_tunes_and_exports_a_checked_int8_file(
     assert describe_tflite(check["path"])["quantization"] == "int8"
     # the exported SavedModel serves the QAT model's outputs
     import tensorflow as tf
-    from igc_keras.data.classification import digits_arrays
-    digits = digits_arrays("validation")[0][:8, :, :, None].astype("float32")
-    images = tf.image.resize(np.repeat(digits, 3, -1), (16, 16))
-    served = tf.saved_model.load(os.path.join(model_dir, "export")).signatures[
-        "serving_default"](images=images)
+    images = tf.constant(_digits_rgb("validation", 16)[:8])
+    exported = tf.saved_model.load(os.path.join(model_dir, "export"))
+    served = exported.signatures["serving_default"](images=images)
     np.testing.assert_allclose(next(iter(served.values())).numpy(),
                                qat.predict(images, verbose=0), atol=1e-4)
     assert os.path.exists(os.path.join(model_dir, "best_weights",
@@ -160,7 +157,6 @@ def test_pruning_run_killed_resumes_and_exports_a_sparse_model(
     import keras
     import tensorflow as tf
 
-    from igc_keras.data.classification import digits_arrays
     from igc_keras.optimize import run_tflite, sparsity
     model_dir = str(tmp_path / "prune")
     epochs, steps = 2, 8
@@ -186,8 +182,7 @@ def test_pruning_run_killed_resumes_and_exports_a_sparse_model(
     check = result["tflite"]
     assert check["top1_agreement"] == 1.0 and check["max_abs_diff"] < 1e-3
     assert result["gzip_bytes"] < 0.8 * result["dense_gzip_bytes"]
-    digits = digits_arrays("validation")[0][:8, :, :, None].astype("float32")
-    images = tf.image.resize(np.repeat(digits, 3, -1), (16, 16)).numpy()
+    images = _digits_rgb("validation", 16)[:8]
     np.testing.assert_allclose(run_tflite(check["path"], images),
                                pruned.predict(images, verbose=0),
                                rtol=1e-4, atol=1e-4)
