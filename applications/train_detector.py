@@ -5,18 +5,21 @@
         --val-images coco/val2017 --val-annotations coco/annotations/instances_val2017.json \\
         --backbone igcv3_1.0 --image-size 320 --batch 24 --epochs 10 --output runs/ssdlite
 
-Without ``--val-*`` the training images themselves are scored (an overfitting
-check; ``--max-images N --augment none`` overfits the first N). Outputs in
-``--output``: ``detector.keras`` (for ``igc-keras detect``), ``history.json``,
-``coco_eval.json``. On CPU the group convolutions run in their ``split`` form
-(much faster gradients; same weights).
+A front-end on the recipe trainer: the flags become ``--set`` overrides of
+``recipes/coco_ssdlite_igcv3_gpu.yaml`` (one device or the machine's GPUs,
+float32, Adam with a cosine rate, no weight decay) and the run is
+``igc-keras train`` — the same loop, checkpoints, resume and COCO scoring.
+Without ``--val-*`` the training images themselves are scored (an
+overfitting check; ``--max-images N --augment none`` overfits the first
+N). Outputs in
+``--output``: ``last.keras`` / ``best.keras`` (for ``igc-keras detect``),
+``log.csv``, ``result.json`` (COCO AP under ``coco_eval``), ``export/``
+(a SavedModel returning decoded detections).
 """
 
 import argparse
-import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,18 +29,55 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
         __file__))))
 
-import keras  # noqa: E402
+from igc_keras.cli import main as cli_main  # noqa: E402
+from igc_keras.data.detection import AUGMENTATIONS  # noqa: E402
 
-from igc_keras.data.detection import (  # noqa: E402
-    AUGMENTATIONS, coco_detection_dataset)
-from igc_keras.detection.coco import load_coco_annotations  # noqa: E402
-from igc_keras.detection import SSDLite  # noqa: E402
-from igc_keras.detection.evaluation import evaluate_detector  # noqa: E402
-from igc_keras.layers.group_conv import (  # noqa: E402
-    group_conv_implementation, resolve_group_conv_implementation)
+RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                      "recipes", "coco_ssdlite_igcv3_gpu.yaml")
 
 
-def main(argv=None):
+def overrides(args):
+    """The recipe keys the flags set, as ``key=value`` strings."""
+    from igc_keras.detection.coco import load_coco_annotations
+    try:
+        classes = len(load_coco_annotations(args.annotations).categories.names)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--annotations {args.annotations!r}: "
+                         f"{error}") from None
+    val_images = args.val_images or args.images
+    val_annotations = args.val_annotations or args.annotations
+    values = {
+        "runtime.distribution_strategy": "auto", "runtime.num_gpus": 0,
+        "runtime.mixed_precision_dtype": "float32",
+        "runtime.steps_per_execution": 1, "runtime.seed": args.seed,
+        "task.model.name": args.backbone, "task.model.num_classes": classes,
+        "task.model.input_size": f"[{args.image_size}, {args.image_size}, 3]",
+        "task.model.weights": args.backbone_weights or "null",
+        "task.model.group_conv_implementation":
+            args.group_conv_implementation,
+        "task.train_data.data_dir": args.images,
+        "task.train_data.annotation_file": args.annotations,
+        "task.train_data.global_batch_size": args.batch,
+        "task.train_data.augmentation": args.augment,
+        "task.validation_data.data_dir": val_images,
+        "task.validation_data.annotation_file": val_annotations,
+        "task.validation_data.global_batch_size": args.batch,
+        "task.losses.weight_decay": 0.0,
+        "trainer.optimizer.type": "adam",
+        "trainer.learning_rate.type": "cosine",
+        "trainer.learning_rate.initial_learning_rate": args.lr,
+        "trainer.learning_rate.base_batch_size": args.batch,
+        "trainer.warmup.epochs": 0, "trainer.epochs": args.epochs,
+        "trainer.steps_per_epoch": args.steps_per_epoch or "null",
+        "trainer.model_dir": args.output}
+    if args.max_images:
+        values["task.train_data.max_images"] = args.max_images
+        if not args.val_images:  # the same images are scored
+            values["task.validation_data.max_images"] = args.max_images
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", required=True)
     parser.add_argument("--annotations", required=True)
@@ -54,46 +94,21 @@ def main(argv=None):
     parser.add_argument("--augment", default="ssd", choices=AUGMENTATIONS)
     parser.add_argument("--max-images", type=int, default=None,
                         help="train on the first N annotated images only")
+    parser.add_argument("--group-conv-implementation", default="auto",
+                        choices=("auto", "native", "split", "dense"))
     parser.add_argument("--output", default="runs/ssdlite")
-    args = parser.parse_args(argv)
-    os.makedirs(args.output, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
-    names = load_coco_annotations(args.annotations).categories.names
-    with group_conv_implementation(resolve_group_conv_implementation()):
-        detector = SSDLite(args.backbone, num_classes=len(names),
-                           image_size=args.image_size,
-                           backbone_weights=args.backbone_weights,
-                           class_names=names)
-    image_ids = None
-    if args.max_images:
-        image_ids = [r.image_id for r in load_coco_annotations(
-            args.annotations).images[:args.max_images]]
-    dataset, coco = coco_detection_dataset(
-        args.images, args.annotations, detector.anchors, args.image_size,
-        batch_size=args.batch, seed=args.seed, image_ids=image_ids,
-        augment=args.augment)
-    steps = args.steps_per_epoch or max(1, len(image_ids or coco.images)
-                                        // args.batch)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        args.lr, args.epochs * steps)
-    detector.compile(optimizer=keras.optimizers.Adam(schedule))
-    started = time.time()
-    history = detector.fit(dataset, epochs=args.epochs, steps_per_epoch=steps,
-                           verbose=2)
-    minutes = (time.time() - started) / 60
-    detector.save(os.path.join(args.output, "detector.keras"))
-    with open(os.path.join(args.output, "history.json"), "w") as handle:
-        json.dump({"loss": history.history["loss"], "minutes": minutes}, handle)
-    if args.val_images:
-        stats = evaluate_detector(detector, args.val_images,
-                                  args.val_annotations or args.annotations)
-    else:  # the training images themselves: an overfitting check
-        stats = evaluate_detector(detector, args.images, args.annotations,
-                                  image_ids=image_ids)
-    with open(os.path.join(args.output, "coco_eval.json"), "w") as handle:
-        json.dump(stats, handle, indent=2)
-    print(json.dumps(stats, indent=2))
-    return 0
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        items = overrides(args)
+    except ValueError as error:
+        print(f"train_detector.py: error: {error}", file=sys.stderr)
+        return 2
+    return cli_main(["train", RECIPE] + [
+        arg for item in items for arg in ("--set", item)])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""Recipe training on real data (scikit-learn's UCI digits): fit and custom
-loops, mirrored on 2 logical CPUs, 2 localhost workers (SIGKILL + resume and
-the other faults: test_training_faults.py), EMA; every run trains an IGC
-network (group convolutions + channel
-permutations) and learning is asserted on the 297 held-out digits."""
+"""Recipe training on real data (scikit-learn's UCI digits): the quickstart
+recipe, fit and custom loops, 2 localhost workers (mirrored on 2 logical
+CPUs, SIGKILL + resume and the other faults: test_training_faults.py), EMA;
+every run trains an IGC network (group convolutions + channel permutations)
+and learning is asserted on the 297 held-out digits."""
 
 import csv
 import json
@@ -178,32 +178,18 @@ def test_cli_reports_recipe_errors_naming_the_key(tmp_path):
     assert "unknown key trainer.learning_rate.typo" in result.stderr
 
 
-def test_mirrored_on_two_logical_cpus_trains_and_checkpoints(tmp_path):
-    """Both loops under MirroredStrategy with 2 replicas, in fresh processes:
-    ``fit`` learns (held-out accuracy); the custom loop's 2-replica learning
-    is the 2-worker test's, here it trains 12 steps."""
-    two = {"runtime.distribution_strategy": "mirrored",
-           "runtime.logical_cpu_devices": 2}
-    odd = subprocess.run(_cli(_overrides(str(tmp_path / "odd"), **two) + [
+def test_a_batch_the_replicas_cannot_share_is_refused(tmp_path):
+    """MirroredStrategy on 2 logical CPUs (a fresh process). Both loops'
+    mirrored learning, kill and resume: test_training_faults.py."""
+    odd = subprocess.run(_cli(_overrides(str(tmp_path / "odd"), **{
+        "runtime.distribution_strategy": "mirrored",
+        "runtime.logical_cpu_devices": 2}) + [
         "task.train_data.global_batch_size=31"]), capture_output=True,
         text=True, env=ENV, timeout=600)
     assert odd.returncode == 2
     assert ("task.train_data.global_batch_size=31 is not divisible by the 2 "
             "replicas") in odd.stderr
-    for loop, extra, steps in (("fit", LEARN, 72), ("custom", {}, 12)):
-        model_dir = str(tmp_path / loop)
-        run = subprocess.run(_cli(_overrides(model_dir, **{
-            **extra, **two, "runtime.loop": loop})), capture_output=True,
-            text=True, env=ENV, timeout=600)
-        assert run.returncode == 0, run.stderr[-3000:]
-        result = _result(model_dir)
-        assert result["replicas"] == 2 and result["steps"] == steps, result
-        assert_igc_network(keras.saving.load_model(
-            os.path.join(model_dir, "last.keras")))
-        assert result["final"]["loss"] < result["history"]["loss"][0]
-    fit = _result(str(tmp_path / "fit"))
-    print(f"mirrored fit: held-out top-1 {fit['final']['val_top1']:.3f}")
-    assert fit["final"]["val_top1"] >= MIN_LEARNT_TOP1, fit
+    assert not os.path.exists(tmp_path / "odd")
 
 
 def _free_ports(count):
@@ -292,23 +278,54 @@ def _rerun_after_kill(overrides, model_dir, total_steps):
     return rerun, result
 
 
+QUICKSTART = os.path.join(os.path.dirname(__file__), os.pardir, "recipes",
+                          "quickstart.yaml")
+
+
+def _train_quickstart(model_dir, *overrides):
+    run = subprocess.run(
+        [sys.executable, "-m", "igc_keras.cli", "train", QUICKSTART, "--set",
+         f"trainer.model_dir={model_dir}"] + [
+            arg for item in overrides for arg in ("--set", item)],
+        capture_output=True, text=True, env=ENV, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return _result(model_dir)
+
+
+#: The README's quickstart figure cut down to the default suite: the same
+#: recipe (IGCV3-1.0 from scratch, 32x32 digits, SGD 0.05 cosine) over 3
+#: epochs instead of 6, with the ``dense`` group convolutions (the same
+#: arithmetic, the fastest CPU form). Measured held-out top-1 0.926 after
+#: epoch 3 (`igc-keras train recipes/quickstart.yaml --set trainer.epochs=3
+#: --set task.model.group_conv_implementation=dense`, 2 CPU cores, seed 0,
+#: 73 s); chance is 0.1.
+MIN_QUICKSTART_CUT_TOP1 = 0.8
+
+
+def test_quickstart_recipe_cut_to_three_epochs_learns(tmp_path):
+    model_dir = str(tmp_path / "quickstart")
+    result = _train_quickstart(model_dir, "trainer.epochs=3",
+                               "task.model.group_conv_implementation=dense")
+    print(f"quickstart, 3 epochs: held-out top-1 "
+          f"{result['final']['val_top1']:.3f}")
+    assert result["final"]["val_top1"] >= MIN_QUICKSTART_CUT_TOP1, result
+    best = keras.saving.load_model(os.path.join(model_dir, "best.keras"))
+    assert best.name.startswith("igcv3") and best.input_shape == (
+        None, 32, 32, 3)
+    assert_igc_network(best)
+
+
 @pytest.mark.slow
 def test_quickstart_recipe_reaches_its_stated_accuracy(tmp_path):
-    """The README's main command, as a newcomer runs it (about 5 minutes).
-    Measured 0.936 after the 12th epoch (best 0.943, epoch 11), the same
-    before and after the trainer became one path (`igc-keras train
-    recipes/quickstart.yaml`, 2 CPU cores, seed 0)."""
-    recipe = os.path.join(os.path.dirname(__file__), os.pardir, "recipes",
-                          "quickstart.yaml")
+    """The README's main command, as a newcomer runs it (about 2 minutes).
+    Measured 0.983 after the 6th epoch, which is also the best (292 of 297;
+    `igc-keras train recipes/quickstart.yaml`, 2 CPU cores, seed 0)."""
     model_dir = str(tmp_path / "quickstart")
-    run = subprocess.run([sys.executable, "-m", "igc_keras.cli", "train", recipe,
-                          "--set", f"trainer.model_dir={model_dir}"],
-                         capture_output=True, text=True, env=ENV, timeout=1800)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = _result(model_dir)
-    assert result["final"]["val_top1"] >= 0.92, result
+    result = _train_quickstart(model_dir)
+    assert result["final"]["val_top1"] >= 0.96, result
     evaluated = subprocess.run(
-        [sys.executable, "-m", "igc_keras.cli", "evaluate", recipe, "--checkpoint",
+        [sys.executable, "-m", "igc_keras.cli", "evaluate", QUICKSTART,
+         "--checkpoint",
          os.path.join(model_dir, "last.keras")], capture_output=True, text=True,
         env=ENV, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

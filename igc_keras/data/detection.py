@@ -158,6 +158,15 @@ def detection_transform(anchors, image_size, training, augment="ssd",
     return transform
 
 
+def first_image_ids(annotation_path, count):
+    """The ids of the first ``count`` images of a COCO annotation file (None:
+    every image)."""
+    if count is None:
+        return None
+    return [r.image_id for r in load_coco_annotations(
+        annotation_path).images[:count]]
+
+
 def coco_folder_examples(image_dir, annotation_path, image_ids=None,
                          key="image_dir"):
     """A COCO-format folder as a dataset of ``(image uint8, boxes, labels)``.
@@ -268,12 +277,14 @@ def detection_dataset(data, anchors, image_size, batch_size,
     if data.source == "coco":
         try:
             dataset, coco, load = coco_folder_examples(
-                data.data_dir, data.annotation_file, key=f"{key}.data_dir")
+                data.data_dir, data.annotation_file,
+                first_image_ids(data.annotation_file, data.max_images),
+                key=f"{key}.data_dir")
         except ValueError as error:
             raise ValueError(f"{key}: {error}") from error
         dataset = _shard(dataset, input_context).map(
             load, num_parallel_calls=tf.data.AUTOTUNE)
-        size = len(coco.images)
+        size = data.max_images or len(coco.images)
     elif data.source == "tfds":
         dataset = _shard(tfds_coco_examples(data.name, data.split,
                                             data.data_dir), input_context)

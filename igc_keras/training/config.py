@@ -99,6 +99,9 @@ class DataConfig:
     #: ``split: validation`` the held-out images.
     validation_split: float = 0.0
     annotation_file: Optional[str] = None
+    #: ``coco`` only: read just the first N images of ``annotation_file``
+    #: (an overfitting check: train on a few images and score them).
+    max_images: Optional[int] = None
     #: TFDS only: download and prepare the dataset first if it is not yet
     #: (CIFAR; ImageNet needs its manual download and ``data_dir``).
     download: bool = False

@@ -89,8 +89,6 @@ class Experiment:
         static = isinstance(self.strategy, tf.distribute.TPUStrategy)
         for key in which:
             data = getattr(self.config.task, key)
-            per_replica_batch_size(data.global_batch_size, self.strategy,
-                                   f"task.{key}.global_batch_size")
 
             def dataset_fn(context, data=data, key=key):
                 batch = context.get_per_replica_batch_size(
@@ -109,8 +107,6 @@ class Experiment:
         datasets = []
         for key in ("train_data", "validation_data"):
             data = getattr(self.config.task, key)
-            per_replica_batch_size(data.global_batch_size, self.strategy,
-                                   f"task.{key}.global_batch_size")
             datasets.append(self.task.dataset(data, f"task.{key}",
                                               data.global_batch_size, None,
                                               False))
@@ -281,7 +277,6 @@ def prepare(config, files=None, distribute=True, scans=None):
     task = get_task(config)
     task.preset_scans(scans or {})
     train_size, validation_size = check_inputs(config, task)
-    check_model_dir(model_dir, create=True)
     # the strategy comes before any TF op: multi-worker collectives and
     # logical devices must be configured at start-up
     strategy = get_strategy(config.runtime)
@@ -292,6 +287,10 @@ def prepare(config, files=None, distribute=True, scans=None):
             f"runtime.loop='fit' cannot run runtime.distribution_strategy="
             f"{config.runtime.distribution_strategy!r} (Keras fit fails "
             f"there: keras-team/keras#20585); use 'custom' or 'auto'.")
+    for key in ("train_data", "validation_data"):
+        per_replica_batch_size(getattr(config.task, key).global_batch_size,
+                               strategy, f"task.{key}.global_batch_size")
+    check_model_dir(model_dir, create=True)
     seed(config)
     keras.mixed_precision.set_global_policy(
         config.runtime.mixed_precision_dtype)

@@ -275,7 +275,7 @@ class DetectionTask:
                 coco = load_coco_annotations(data.annotation_file)
             except ValueError as error:
                 raise ValueError(f"{key}.annotation_file: {error}") from error
-            return len(coco.images)
+            return min(len(coco.images), data.max_images or len(coco.images))
         return dataset_size(data, key)
 
     def dataset(self, data, key, batch, input_context, drop_remainder):

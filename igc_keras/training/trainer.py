@@ -200,9 +200,10 @@ def load_for_evaluation(config, checkpoint, implementation="native"):
 
 def coco_evaluation(config, detector):
     """COCO box AP etc. (pycocotools) of ``detector`` on
-    ``task.validation_data`` (a COCO-format folder), at most
-    ``validation_steps x global_batch_size`` images when those are set."""
-    from igc_keras.detection.coco import load_coco_annotations
+    ``task.validation_data`` (a COCO-format folder): its first
+    ``max_images``, at most ``validation_steps x global_batch_size`` images
+    when those are set."""
+    from igc_keras.data.detection import first_image_ids
     from igc_keras.detection.evaluation import evaluate_detector
     data = config.task.validation_data
     if data.source != "coco":
@@ -210,11 +211,11 @@ def coco_evaluation(config, detector):
             f"task.validation_data.source={data.source!r}: COCO evaluation "
             f"reads a COCO-format folder (source: coco, data_dir, "
             f"annotation_file), which pycocotools scores against.")
-    image_ids = None
-    if config.trainer.validation_steps:
-        limit = config.trainer.validation_steps * data.global_batch_size
-        image_ids = [r.image_id for r in load_coco_annotations(
-            data.annotation_file).images[:limit]]
+    limits = [n for n in (data.max_images, config.trainer.validation_steps and
+                          config.trainer.validation_steps *
+                          data.global_batch_size) if n]
+    image_ids = first_image_ids(data.annotation_file,
+                                min(limits) if limits else None)
     return evaluate_detector(detector, data.data_dir, data.annotation_file,
                              image_ids=image_ids,
                              batch_size=data.global_batch_size)

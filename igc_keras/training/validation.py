@@ -48,6 +48,12 @@ def validate(config):
         if data.source == "coco" and not data.annotation_file:
             raise ConfigError(f"task.{key}.annotation_file is required for "
                               f"source='coco' (the instances_*.json).")
+        if data.max_images is not None and (
+                data.source != "coco" or data.max_images < 1):
+            raise ConfigError(
+                f"task.{key}.max_images={data.max_images}: the first N >= 1 "
+                f"images of a COCO annotation file (source 'coco'); got "
+                f"source={data.source!r}.")
     if config.task.validation_data.is_training:
         raise ConfigError("task.validation_data.is_training must be false "
                           "(validation reads each image once, unaugmented).")
