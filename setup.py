@@ -14,6 +14,7 @@ setup(
         "keras>=3.8,<4",
         "numpy",
         "pyyaml>=6",
+        "filelock",  # one download of a checkpoint when processes race
         "tensorflow-datasets>=4.9",
         "tensorboard",  # the training logs (TF 2.21 no longer pulls it in)
         "scikit-learn",  # the quickstart's bundled digits dataset

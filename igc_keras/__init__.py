@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from igc_keras.registry import create_model, get_model_spec, list_models
+import igc_keras.applications  # noqa: E402,F401  (registers every variant)
 
 # Registers the package's serializable Keras objects, so that after
 # ``import igc_keras`` every model it saves loads with

@@ -45,29 +45,44 @@ def models_command(args):
 
 
 def convert_command(args):
-    from igc_keras.convert.converters import CONVERTERS, convert_checkpoint
+    from igc_keras.applications import pretrained
+    from igc_keras.applications.checkpoint_store import git_blob_sha1
+    from igc_keras.registry import create_model
 
+    def fail(message):
+        print(f"igc-keras convert: error: {message}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.checkpoint):
+        return fail(f"{args.checkpoint!r} does not exist.")
+    blob = git_blob_sha1(args.checkpoint)
+    released = pretrained.by_git_blob_sha1(blob)
     model_name = args.model
-    if model_name is None:
-        base = os.path.basename(args.checkpoint)
-        model_name = ("igcv3_1.0" if base.startswith("igcv3") else
-                      {"d18b100": "igcv1_l100m2", "d18b16": "igcv1_l16m16",
-                       "d18b4": "igcv1_l4m32"}.get(
-                          base.split("-")[0].rsplit("_", 1)[-1]))
-        if model_name is None:
-            print(f"cannot tell the architecture of {base!r}; pass --model "
-                  f"(one of {sorted(CONVERTERS)})", file=sys.stderr)
-            return 2
-    if args.verify:
-        from igc_keras.applications.pretrained import PRETRAINED, verify_file
-        verify_file(args.checkpoint, PRETRAINED[model_name].git_blob_sha1)
-    model = convert_checkpoint(args.checkpoint, model_name)
+    if released is not None:
+        if model_name not in (None, released.model):
+            return fail(f"{args.checkpoint!r} is the authors' "
+                        f"{released.model} checkpoint, not --model "
+                        f"{model_name}.")
+        model_name = released.model
+    elif args.verify:
+        return fail(f"{args.checkpoint!r} is not one of the authors' released "
+                    f"files (git blob id {blob}; released: "
+                    f"{sorted(pretrained.PRETRAINED)}).")
+    elif model_name is None:
+        return fail(f"{args.checkpoint!r} is not one of the authors' released "
+                    f"files (git blob id {blob}); pass --model with the "
+                    f"architecture it holds, e.g. one of "
+                    f"{sorted(pretrained.PRETRAINED)}.")
+    try:
+        model = create_model(model_name, weights=args.checkpoint)
+    except ValueError as error:
+        return fail(str(error))
     output = args.output or f"{model_name}.weights.h5"
     if output.endswith(".keras"):
         model.save(output)
     else:
         model.save_weights(output)
-    print(f"converted {args.checkpoint} ({model_name}) -> {output}")
+    what = "released, verified" if released else "not a released file"
+    print(f"converted {args.checkpoint} ({model_name}, {what}) -> {output}")
     return 0
 
 
@@ -333,12 +348,12 @@ def main(argv=None):
     convert.add_argument("checkpoint", help="the authors' .params file")
     convert.add_argument("-o", "--output", help="output .weights.h5 (or .keras "
                          "for a whole model); default <model>.weights.h5")
-    convert.add_argument("--model", help="registry name (igcv3_1.0, "
-                         "igcv1_l100m2, igcv1_l16m16, igcv1_l4m32); guessed "
-                         "from the file name if omitted")
+    convert.add_argument("--model", help="registry name of the architecture "
+                         "(igcv3_1.0, igcv1_l100m2, ...); a released file is "
+                         "recognised by its git blob id without it")
     convert.add_argument("--verify", action="store_true",
-                         help="check the file's git blob id against the "
-                              "authors' release first")
+                         help="refuse any file that is not one of the "
+                              "authors' released files (by git blob id)")
     convert.set_defaults(func=convert_command)
     finetune = sub.add_parser(
         "finetune", help="fine-tune a model on a folder of class subfolders "

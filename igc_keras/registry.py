@@ -1,8 +1,9 @@
 """The model registry: every named network, its builder and the paper's figures.
 
 One source of truth (timm style): each family module registers its variants
-as data with :func:`register`; :func:`list_models` and :func:`create_model`
-read them, the ``igc-keras models`` table prints them, and the tests check
+as data with :func:`register` (``igc_keras.applications.zoo``, imported with
+the package; this module imports nothing of the package); :func:`list_models`
+and :func:`create_model` read them, the ``igc-keras models`` table prints them, and the tests check
 every entry's parameters and mult-adds against its paper figures.
 """
 
@@ -152,19 +153,13 @@ def register(spec):
     return spec
 
 
-def _load():
-    import igc_keras.applications  # noqa: F401  (registers the families)
-
-
 def list_models(pattern="*"):
     """Sorted registry names matching a shell-style ``pattern``."""
-    _load()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def get_model_spec(name):
     """The :class:`ModelSpec` of ``name``; unknown names list close matches."""
-    _load()
     if name not in _REGISTRY:
         import difflib
         close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.4)

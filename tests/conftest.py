@@ -43,3 +43,26 @@ def make_mxnet_reference(python, symbol, out_dir, count=4, seed=0):
         capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     return out_dir
+
+
+#: the authors' released graphs, by the registry name of the variant
+SYMBOLS = {"igcv3_1.0": "igcv3-symbol.json",
+           "igcv1_l100m2": "igcv1-IGC-L100M2-symbol.json",
+           "igcv1_l16m16": "igcv1-IGC-L16M16-symbol.json",
+           "igcv1_l4m32": "igcv1-IGC-L4M32-symbol.json"}
+
+
+@pytest.fixture(scope="session")
+def mxnet_reference(mxnet_python, tmp_path_factory):
+    """``mxnet_reference(name)``: the folder of an MXNet-written random
+    checkpoint of a released variant's graph and its float64 logits on real
+    images (made once per session, on first use)."""
+    made = {}
+
+    def reference(name):
+        if name not in made:
+            folder = tmp_path_factory.mktemp(name.replace(".", "_"))
+            made[name] = make_mxnet_reference(mxnet_python, SYMBOLS[name],
+                                              folder)
+        return made[name]
+    return reference

@@ -16,22 +16,8 @@ import numpy as np
 import pytest
 
 import igc_keras
-from conftest import make_mxnet_reference
-from igc_keras.applications import pretrained
+from conftest import SYMBOLS
 from igc_keras.cli import main as cli
-
-CASES = {"igcv3_1.0": "igcv3-symbol.json",
-         "igcv1_l4m32": "igcv1-IGC-L4M32-symbol.json"}
-
-
-@pytest.fixture(scope="module")
-def references(mxnet_python, tmp_path_factory):
-    out = {}
-    for name, symbol in CASES.items():
-        folder = tmp_path_factory.mktemp(name.replace(".", "_"))
-        make_mxnet_reference(mxnet_python, symbol, folder)
-        out[name] = folder
-    return out
 
 
 def _float64_logits_model(name):
@@ -44,10 +30,12 @@ def _float64_logits_model(name):
         keras.config.set_floatx("float32")
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_converted_checkpoint_matches_mxnet_in_float64(name, references,
+@pytest.mark.parametrize("name", sorted(SYMBOLS))
+def test_converted_checkpoint_matches_mxnet_in_float64(name, mxnet_reference,
                                                        tmp_path):
-    folder = references[name]
+    """All four released variants' graphs (IGCV3-1.0, IGC-L100M2,
+    IGC-L16M16, IGC-L4M32)."""
+    folder = mxnet_reference(name)
     reference = np.load(os.path.join(folder, "reference.npz"))
     assert str(reference["dtype"]) == "float64"
     weights = str(tmp_path / f"{name}.weights.h5")
@@ -63,84 +51,12 @@ def test_converted_checkpoint_matches_mxnet_in_float64(name, references,
     assert (ours.argmax(1) == theirs.argmax(1)).all()
 
 
-def test_weights_imagenet_downloads_verifies_converts_and_caches(
-        references, tmp_path, monkeypatch):
-    """The real weights="imagenet" path, with the release served from file://."""
-    folder = references["igcv3_1.0"]
-    release = str(folder / "model-0000.params")
-    config = pretrained.PRETRAINED["igcv3_1.0"]
-    fake = pretrained.PretrainedConfig(**{
-        **config.__dict__, "origin": "file://" + release,
-        "git_blob_sha1": pretrained.git_blob_sha1(release)})
-    monkeypatch.setitem(pretrained.PRETRAINED, "igcv3_1.0", fake)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    reference = np.load(os.path.join(folder, "reference.npz"))
-    images = reference["images_nhwc"].astype("float32")
-
-    model = igc_keras.create_model("igcv3_1.0", weights="imagenet")
-    probs = np.asarray(model(images))
-    expected = keras.ops.softmax(reference["logits"]).numpy()
-    np.testing.assert_allclose(probs, expected, atol=2e-3)
-    home = str(tmp_path / "keras_home")
-    cached = os.path.join(home, "models", "igc_keras", fake.keras_file_name)
-    assert os.path.exists(cached)
-    assert os.path.exists(os.path.join(home, "models", "igc_keras", "authors",
-                                       fake.file_name))
-
-    # features only: every weight but the classifier's, any input size
-    features = igc_keras.create_model("igcv3_1.0", weights="imagenet",
-                                      include_top=False, pooling="avg",
-                                      input_shape=(160, 160, 3))
-    np.testing.assert_array_equal(
-        features.get_layer("last_conv").get_weights()[0],
-        model.get_layer("last_conv").get_weights()[0])
-
-
-def test_tampered_release_is_refused_before_parsing(references, tmp_path,
-                                                    monkeypatch):
-    folder = references["igcv3_1.0"]
-    data = bytearray((folder / "model-0000.params").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    tampered = tmp_path / "tampered.params"
-    tampered.write_bytes(bytes(data))
-    config = pretrained.PRETRAINED["igcv3_1.0"]
-    fake = pretrained.PretrainedConfig(**{
-        **config.__dict__, "origin": "file://" + str(tampered),
-        "git_blob_sha1": pretrained.git_blob_sha1(
-            str(folder / "model-0000.params"))})
-    monkeypatch.setitem(pretrained.PRETRAINED, "igcv3_1.0", fake)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
-    with pytest.raises(ValueError, match="failed its integrity check"):
-        igc_keras.create_model("igcv3_1.0", weights="imagenet")
-    assert not os.path.exists(os.path.join(str(tmp_path / "home"), "models",
-                                           "igc_keras", fake.keras_file_name))
-
-
-def test_missing_release_is_a_clear_error(tmp_path, monkeypatch):
-    config = pretrained.PRETRAINED["igcv1_l4m32"]
-    fake = pretrained.PretrainedConfig(**{
-        **config.__dict__, "origin": "file://" + str(tmp_path / "nothing")})
-    monkeypatch.setitem(pretrained.PRETRAINED, "igcv1_l4m32", fake)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
-    with pytest.raises(ValueError, match="could not download the igcv1_l4m32"):
-        igc_keras.create_model("igcv1_l4m32", weights="imagenet")
-
-
-def test_imagenet_argument_errors():
-    with pytest.raises(ValueError, match="not available for 'igcv2_1.0'"):
-        igc_keras.create_model("igcv2_1.0", weights="imagenet")
-    with pytest.raises(ValueError, match="`classes` must be 1000"):
-        igc_keras.create_model("igcv3_1.0", weights="imagenet", classes=10)
-    with pytest.raises(ValueError, match="`classifier_activation` must be"):
-        igc_keras.create_model("igcv3_1.0", weights="imagenet",
-                               classifier_activation="sigmoid")
-    with pytest.raises(ValueError, match="needs 3 input channels"):
-        igc_keras.create_model("igcv3_1.0", weights="imagenet",
-                               include_top=False, input_shape=(224, 224, 1))
-
-
-def test_checkpoint_that_does_not_fit_is_refused(references, tmp_path):
-    params = str(references["igcv1_l4m32"] / "model-0000.params")
-    with pytest.raises(ValueError, match="has no arg:|checkpoint has no"):
-        cli(["convert", params, "--model", "igcv3_1.0",
-             "-o", str(tmp_path / "x.weights.h5")])
+def test_checkpoint_that_does_not_fit_is_refused(mxnet_reference, tmp_path,
+                                                 capsys):
+    params = str(mxnet_reference("igcv1_l4m32") / "model-0000.params")
+    assert cli(["convert", params, "--model", "igcv3_1.0",
+                "-o", str(tmp_path / "x.weights.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("igc-keras convert: error: ") and "\n" not in err
+    assert params in err and "checkpoint has no arg:" in err
+    assert not os.path.exists(tmp_path / "x.weights.h5")

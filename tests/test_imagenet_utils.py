@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from igc_keras.applications import imagenet_utils, pretrained
+from igc_keras.applications import checkpoint_store, imagenet_utils, pretrained
 
 CLASS_INDEX = os.path.join(DATA, "imagenet", "imagenet_class_index.json")
 
@@ -57,6 +57,6 @@ def test_git_blob_id_matches_git(tmp_path):
     path.write_bytes(os.urandom(1000) + b"\0tail")
     expected = subprocess.run(["git", "hash-object", str(path)],
                               capture_output=True, text=True).stdout.strip()
-    assert pretrained.git_blob_sha1(str(path)) == expected
+    assert checkpoint_store.git_blob_sha1(str(path)) == expected
     with pytest.raises(ValueError, match="failed its integrity check"):
-        pretrained.verify_file(str(path), "0" * 40)
+        checkpoint_store.verify_file(str(path), "0" * 40)

@@ -2,12 +2,13 @@
 
 keras.applications semantics: ``input_shape`` is ``(H, W, C)`` channels last
 (``None`` entries allowed when ``include_top=False``), ``input_tensor`` may be
-any Keras tensor or backend tensor, ``pooling`` is ``None``/``"avg"``/``"max"``
-when ``include_top=False``, and ``weights`` is ``None`` or the path of a
-weights file saved from the same architecture.
+any Keras tensor or backend tensor (its shape must agree with
+``input_shape``), ``pooling`` is ``None``/``"avg"``/``"max"`` when
+``include_top=False``, and ``weights`` is ``None``, ``"imagenet"`` or a file
+(:mod:`igc_keras.applications.weights`).
 """
 
-import os
+import math
 
 import keras
 
@@ -16,33 +17,35 @@ POOLINGS = (None, "avg", "max")
 
 def check_arguments(*, weights, include_top, pooling, classes,
                     classifier_activation, input_shape, builder,
-                    min_size=32, alpha=1.0, pretrained_name=None):
+                    min_size=32, alpha=1.0, architecture=None,
+                    input_tensor=None):
     """Fail before any layer exists, naming the argument and what is allowed.
 
-    ``pretrained_name`` is the registry name of the variant being built (used
-    to find its ImageNet weights); returns its pretrained config when
-    ``weights="imagenet"``, else ``None``.
+    ``architecture``: the builder's arguments that fix the network (``alpha``
+    and the rest), by which the released checkpoints are looked up
+    (:func:`~igc_keras.applications.pretrained.find_pretrained`). Returns
+    the released config of that architecture, or None.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or (
-            alpha <= 0):
-        raise ValueError(f"{builder}: `alpha` must be a number > 0; got "
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (
+            math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"{builder}: `alpha` must be a finite number > 0; got "
                          f"alpha={alpha!r}.")
-    config = None
-    if isinstance(weights, str) and weights == "imagenet":
-        from igc_keras.applications import pretrained
-        config = pretrained.pretrained_config(pretrained_name, builder)
-    elif not (weights is None or (isinstance(weights, (str, os.PathLike)) and
-                                  os.path.exists(weights))):
-        raise ValueError(
-            f"{builder}: `weights` must be None, 'imagenet' or the path of an "
-            f"existing weights file; got weights={weights!r}.")
+    from igc_keras.applications import pretrained
+    from igc_keras.applications.weights import check_weights_argument
+    check_weights_argument(weights, builder)
+    config = (pretrained.find_pretrained(builder, architecture)
+              if architecture is not None else None)
+    imagenet = isinstance(weights, str) and weights == "imagenet"
+    if imagenet and config is None:
+        raise pretrained.imagenet_unavailable(builder, architecture or {})
     if not isinstance(include_top, bool):
         raise ValueError(f"{builder}: `include_top` must be True or False; got "
                          f"include_top={include_top!r}.")
     if pooling not in POOLINGS:
         raise ValueError(f"{builder}: `pooling` must be one of {POOLINGS}; got "
                          f"pooling={pooling!r}.")
-    if include_top and (not isinstance(classes, int) or classes < 1):
+    if include_top and (isinstance(classes, bool) or
+                        not isinstance(classes, int) or classes < 1):
         raise ValueError(f"{builder}: `classes` must be a positive integer when "
                          f"include_top=True; got classes={classes!r}.")
     if classifier_activation is not None and not (
@@ -51,29 +54,58 @@ def check_arguments(*, weights, include_top, pooling, classes,
         raise ValueError(f"{builder}: `classifier_activation` must be None, a "
                          f"name or a callable; got {classifier_activation!r}.")
     if input_shape is not None:
-        shape = tuple(input_shape)
-        if len(shape) != 3:
-            raise ValueError(
-                f"{builder}: `input_shape` must be (height, width, channels) "
-                f"(channels last); got input_shape={input_shape!r}.")
-        for dim, label in zip(shape[:2], ("height", "width")):
-            if dim is not None and dim < min_size:
-                raise ValueError(
-                    f"{builder}: input {label} must be at least {min_size}; got "
-                    f"input_shape={input_shape!r}.")
-        if shape[2] is not None and shape[2] < 1:
-            raise ValueError(f"{builder}: input channels must be >= 1; got "
-                             f"input_shape={input_shape!r}.")
-        if config is not None and shape[2] != 3:
+        _check_input_shape(input_shape, builder, min_size)
+        if imagenet and input_shape[2] != 3:
             raise ValueError(f"{builder}: weights='imagenet' needs 3 input "
                              f"channels; got input_shape={input_shape!r}.")
-    if config is not None:
-        from igc_keras.applications import pretrained
+    if input_tensor is not None:
+        _check_input_tensor(input_tensor, input_shape, builder)
+    if imagenet:
         pretrained.check_imagenet_arguments(
             config, include_top=include_top, classes=classes,
             classifier_activation=classifier_activation,
             input_shape=input_shape, builder=builder)
     return config
+
+
+def _check_input_shape(input_shape, builder, min_size):
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or any(
+            d is not None and (isinstance(d, bool) or not isinstance(d, int))
+            for d in input_shape):
+        raise ValueError(
+            f"{builder}: `input_shape` must be a tuple of 3 integers (height, "
+            f"width, channels; channels last; None for any size without the "
+            f"top); got input_shape={input_shape!r}.")
+    for dim, label in zip(input_shape[:2], ("height", "width")):
+        if dim is not None and dim < min_size:
+            raise ValueError(
+                f"{builder}: input {label} must be at least {min_size}; got "
+                f"input_shape={input_shape!r}.")
+    if input_shape[2] is not None and input_shape[2] < 1:
+        raise ValueError(f"{builder}: input channels must be >= 1; got "
+                         f"input_shape={input_shape!r}.")
+
+
+def _check_input_tensor(input_tensor, input_shape, builder):
+    """``input_tensor`` agrees with ``input_shape`` (keras.applications
+    refuses a mismatch) and is at least 4-D."""
+    try:
+        shape = tuple(keras.ops.shape(input_tensor))
+    except Exception as error:  # not a tensor at all
+        raise ValueError(f"{builder}: `input_tensor` must be a Keras or "
+                         f"backend tensor; got {type(input_tensor).__name__}."
+                         ) from error
+    if len(shape) != 4:
+        raise ValueError(f"{builder}: `input_tensor` must be a batch of "
+                         f"images (batch, height, width, channels); got shape "
+                         f"{shape}.")
+    if input_shape is not None and any(
+            want is not None and have is not None and int(want) != int(have)
+            for want, have in zip(input_shape, shape[1:])):
+        raise ValueError(
+            f"{builder}: input_shape={tuple(input_shape)} does not match "
+            f"input_tensor's shape {shape[1:]}; pass one of them, or both "
+            f"agreeing.")
 
 
 def make_input(input_shape, input_tensor, default_shape):
@@ -109,31 +141,20 @@ def head(x, *, include_top, pooling, classes, classifier_activation):
     return x
 
 
-def finish(model, weights, config, include_top, pyramid=None):
-    """Attaches ``pyramid_outputs`` and loads the requested weights.
+def finish(model, weights, config, include_top, pyramid=None,
+           converter=None, builder=""):
+    """Attaches ``pyramid_outputs`` and loads the requested weights
+    (:func:`igc_keras.applications.weights.load_weights`).
 
     Args:
         pyramid: ``{"P1": layer_name, ...}`` (KerasHub convention: ``Pn`` has
             stride ``2**n``); exposed as ``model.pyramid_outputs`` (tensors).
+        converter: the builder's authors' checkpoint naming (``.params``
+            weights), if it has one.
     """
     if pyramid:
         model.pyramid_outputs = {level: model.get_layer(layer).output
                                  for level, layer in pyramid.items()}
-    if config is not None:
-        from igc_keras.applications import pretrained
-        return pretrained.load_imagenet_weights(model, config,
-                                                include_top=include_top)
-    return load_weights(model, weights)
-
-
-def load_weights(model, weights):
-    """Loads a weights file; a mismatch is an error, never a half-loaded model."""
-    if weights is None:
-        return model
-    try:
-        model.load_weights(weights)
-    except Exception as error:  # keras raises several types here
-        raise ValueError(
-            f"could not load weights={os.fspath(weights)!r} into "
-            f"{model.name!r}: {error}") from error
-    return model
+    from igc_keras.applications.weights import load_weights
+    return load_weights(model, weights, config, include_top=include_top,
+                        converter=converter, builder=builder or model.name)

@@ -104,12 +104,12 @@ def IGCV1(input_shape=None, alpha=1.0, include_top=True, weights=None,
         raise ValueError(f"IGCV1: `variant` must be one of "
                          f"{sorted(IMAGENET_VARIANTS)}; got variant={variant!r}.")
     config = common.check_arguments(
-                           pretrained_name=f"igcv1_{variant.lower()}"
-                           if alpha == 1 else None,
+                           architecture={"alpha": alpha, "variant": variant},
                            weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder="IGCV1",
+                           input_shape=input_shape,
+                           input_tensor=input_tensor, builder="IGCV1",
                            alpha=alpha)
     spec = IMAGENET_VARIANTS[variant]
     partitions = [max(1, int(round(p * alpha))) for p in spec["partitions"]]
@@ -138,7 +138,8 @@ def IGCV1(input_shape=None, alpha=1.0, include_top=True, weights=None,
     pyramid = {"P1": "stem_relu"}
     pyramid.update({f"P{stage + 1}": f"stage{stage}_unit{IMAGENET_UNITS}_relu"
                     for stage in range(1, 5)})
-    return common.finish(model, weights, config, include_top, pyramid)
+    return common.finish(model, weights, config, include_top, pyramid,
+                         converter="igcv1", builder="IGCV1")
 
 
 def _cifar_blocks_per_stage(depth, identity, builder):
@@ -153,7 +154,7 @@ def _cifar_blocks_per_stage(depth, identity, builder):
 
 
 def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
-               identity=False, input_shape=(32, 32, 3), include_top=True,
+               identity=False, input_shape=None, include_top=True,
                weights=None, input_tensor=None, pooling=None, classes=10,
                classifier_activation="softmax", name=None, *, stem_strides=1,
                transition_secondary="input"):
@@ -182,7 +183,8 @@ def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
     common.check_arguments(weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder=builder, min_size=8)
+                           input_shape=input_shape,
+                           input_tensor=input_tensor, builder=builder, min_size=8)
     L, M = primary_partitions, secondary_partitions
     bn = BATCHNORM_CIFAR
     img_input, inputs = common.make_input(input_shape, input_tensor,
@@ -214,7 +216,7 @@ def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
     return common.finish(model, weights, None, include_top)
 
 
-def RegConvCIFAR(width=18, depth=20, input_shape=(32, 32, 3), include_top=True,
+def RegConvCIFAR(width=18, depth=20, input_shape=None, include_top=True,
                  weights=None, input_tensor=None, pooling=None, classes=10,
                  classifier_activation="softmax", name=None, *, stem_strides=1):
     """RegConv-W{width}: the IGCV1 paper's plain 3x3-conv baseline.
@@ -228,7 +230,8 @@ def RegConvCIFAR(width=18, depth=20, input_shape=(32, 32, 3), include_top=True,
     common.check_arguments(weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder=builder, min_size=8)
+                           input_shape=input_shape,
+                           input_tensor=input_tensor, builder=builder, min_size=8)
     bn = BATCHNORM_CIFAR
     img_input, inputs = common.make_input(input_shape, input_tensor,
                                           (32, 32, 3))

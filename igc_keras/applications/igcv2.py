@@ -65,7 +65,7 @@ def _star_convs(width, k=8):
 
 
 def IGCV2CIFAR(width=64, depth=20, family="igcv2", branch_channels=None,
-               input_shape=(32, 32, 3), include_top=True, weights=None,
+               input_shape=None, include_top=True, weights=None,
                input_tensor=None, pooling=None, classes=100,
                classifier_activation="softmax", name=None, *, stem_width=None,
                stem_strides=1):
@@ -109,7 +109,8 @@ def IGCV2CIFAR(width=64, depth=20, family="igcv2", branch_channels=None,
     common.check_arguments(weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder=builder, min_size=8)
+                           input_shape=input_shape,
+                           input_tensor=input_tensor, builder=builder, min_size=8)
     if stem_width is None:
         stem_width = {"xception": 35, "igcv2_star": 64}.get(family, width)
     blocks_per_stage = (depth - 2) // 3
@@ -203,11 +204,12 @@ def IGCV2(input_shape=None, alpha=1.0, include_top=True, weights=None,
         A ``keras.Model``; without the top, the ``(batch, H/32, W/32,
         int(1024 alpha))`` feature map (or its pooled vector).
     """
-    common.check_arguments(pretrained_name=f"igcv2_{float(alpha)}",
+    common.check_arguments(architecture={"alpha": alpha},
                            weights=weights, include_top=include_top,
                            pooling=pooling, classes=classes,
                            classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder="IGCV2",
+                           input_shape=input_shape,
+                           input_tensor=input_tensor, builder="IGCV2",
                            alpha=alpha)
     img_input, inputs = common.make_input(input_shape, input_tensor,
                                           (224, 224, 3))

@@ -87,15 +87,14 @@ def IGCV3(input_shape=None, alpha=1.0, include_top=True, weights=None,
         maps ``"P1".."P5"`` (stride ``2**n``) to the last block output at that
         stride.
     """
-    released = (alpha == 1.0 and expansion_groups == 2 and projection_groups == 2
-                and stages == STAGES)
     config = common.check_arguments(
-                           pretrained_name="igcv3_1.0" if released else None,
-                           weights=weights, include_top=include_top,
-                           pooling=pooling, classes=classes,
-                           classifier_activation=classifier_activation,
-                           input_shape=input_shape, builder="IGCV3",
-                           alpha=alpha)
+        architecture={"alpha": alpha, "expansion_groups": expansion_groups,
+                      "projection_groups": projection_groups,
+                      "stages": "default" if stages == STAGES else "custom"},
+        weights=weights, include_top=include_top, pooling=pooling,
+        classes=classes, classifier_activation=classifier_activation,
+        input_shape=input_shape, input_tensor=input_tensor, builder="IGCV3",
+        alpha=alpha)
     img_input, inputs = common.make_input(input_shape, input_tensor,
                                           (224, 224, 3))
     x = blocks.conv(img_input, scaled_width(STEM_FILTERS, alpha), 3, 2,
@@ -127,4 +126,5 @@ def IGCV3(input_shape=None, alpha=1.0, include_top=True, weights=None,
                     classifier_activation=classifier_activation)
     pyramid["P5"] = "last_relu"
     model = keras.Model(inputs, x, name=name or f"igcv3_{alpha:g}")
-    return common.finish(model, weights, config, include_top, pyramid)
+    return common.finish(model, weights, config, include_top, pyramid,
+                         converter="igcv3", builder="IGCV3")

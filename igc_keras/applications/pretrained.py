@@ -1,31 +1,16 @@
-"""Pretrained weights: one config per variant (timm style), and their loading.
+"""Pretrained weights: one config per released checkpoint (timm style).
 
-Each :class:`PretrainedConfig` is the single source of truth for a variant's
-released checkpoint: where it comes from, how to verify it (the git blob id
-of the authors' file), how to convert it, and how inputs must be prepared.
-
-``weights="imagenet"`` (see :func:`load_imagenet_weights`):
-
-1. the converted Keras weights are looked up in the Keras cache
-   (``~/.keras/models/igc_keras/``); if present they are used;
-2. otherwise the authors' checkpoint is fetched with ``keras.utils.get_file``
-   (cached under the Keras home), its git blob id is verified **before** it is
-   parsed, it is read with the package's own MXNet reader (no mxnet
-   dependency), converted, and the Keras weights are written to the cache
-   (atomically) for next time.
-
-Any failure (no weights published for the variant, download failure, hash
-mismatch, a tensor missing or of the wrong shape) raises a ``ValueError`` and
-no model is returned.
+Each :class:`PretrainedConfig` is the single source of truth for a released
+checkpoint: the builder arguments it fits (the table is keyed by what a
+builder is asked for: :func:`find_pretrained`), where the authors' file comes
+from and its git blob id, the converter of its tensor names, and how inputs
+must be prepared. Fetching and verifying the files:
+:mod:`igc_keras.applications.checkpoint_store`; loading them into a model:
+:mod:`igc_keras.applications.weights`.
 """
 
 import dataclasses
-import hashlib
-import os
-import tempfile
 from typing import Optional, Tuple
-
-import keras
 
 IGCV3_REPO = "https://github.com/homles11/IGCV3/raw/83aba2f3"
 IGCV1_REPO = ("https://github.com/hellozting/InterleavedGroupConvolutions/raw/"
@@ -51,6 +36,13 @@ class Preprocessing:
 
 
 IGCV3_PREPROCESSING = Preprocessing(mean=(123.68, 116.779, 103.939), std=None)
+#: The IGCV1 authors' ImageNet pipeline (hellozting/InterleavedGroupConvolutions,
+#: ``train_imagenet.py`` ``get_iterator``: ``mx.io.ImageRecordIter(mean_r=123.370,
+#: mean_g=112.757, mean_b=99.406, scale_r=1/68.998, scale_g=1/66.093,
+#: scale_b=1/68.292)`` without ``--fb-mean``, its default; ``options.py``: "mean_rgb
+#: ... calculated on the resized training data (short side = 480)"; validation: a
+#: 224 centre crop of the short side resized to about 256). Their graphs hold no
+#: input normalisation (``data`` feeds ``g0_conv``).
 IGCV1_PREPROCESSING = Preprocessing(mean=(123.370, 112.757, 99.406),
                                     std=(68.998, 66.093, 68.292))
 
@@ -61,8 +53,12 @@ class PretrainedConfig:
 
     Attributes:
         model: registry name (``"igcv3_1.0"``).
+        builder: the builder whose arguments it fits (``"IGCV3"``).
+        arguments: those arguments, ``((name, value), ...)``
+            (:func:`find_pretrained`).
         origin: URL of the authors' file.
-        file_name: its name in the Keras cache.
+        file_name: the authors' file name (also its name in the cache and
+            in a mirror).
         git_blob_sha1: git blob id of the authors' file
             (``sha1(b"blob <size>\\0" + content)``), checked before parsing.
         converter: ``"igcv3"`` or ``"igcv1"`` (see :mod:`igc_keras.convert`).
@@ -75,6 +71,8 @@ class PretrainedConfig:
     """
 
     model: str
+    builder: str
+    arguments: Tuple[Tuple[str, object], ...]
     origin: str
     file_name: str
     git_blob_sha1: str
@@ -85,21 +83,21 @@ class PretrainedConfig:
     licence: str
     source: str
 
-    @property
-    def keras_file_name(self):
-        return f"{self.model}_imagenet_{self.git_blob_sha1[:8]}.weights.h5"
-
 
 PRETRAINED = {
     "igcv3_1.0": PretrainedConfig(
-        model="igcv3_1.0", origin=f"{IGCV3_REPO}/models/igcv3-0000.params",
+        model="igcv3_1.0", builder="IGCV3",
+        arguments=(("alpha", 1.0), ("expansion_groups", 2),
+                   ("projection_groups", 2), ("stages", "default")),
+        origin=f"{IGCV3_REPO}/models/igcv3-0000.params",
         file_name="igcv3-0000.params",
         git_blob_sha1="c4b0a995619676b526f41669d0fbff8886a79943",
         converter="igcv3", input_size=(224, 224, 3),
         preprocessing=IGCV3_PREPROCESSING, top1=72.2, licence=NO_LICENCE,
         source="homles11/IGCV3 @ 83aba2f3, models/igcv3-0000.params"),
     "igcv1_l100m2": PretrainedConfig(
-        model="igcv1_l100m2",
+        model="igcv1_l100m2", builder="IGCV1",
+        arguments=(("alpha", 1.0), ("variant", "L100M2")),
         origin=f"{IGCV1_REPO}/models/IGC-L100M2_ImageNet/"
                f"resnet_gcwf_noshare_imagenet_d18b100-0095.params",
         file_name="resnet_gcwf_noshare_imagenet_d18b100-0095.params",
@@ -108,7 +106,8 @@ PRETRAINED = {
         preprocessing=IGCV1_PREPROCESSING, top1=73.05, licence=NO_LICENCE,
         source="hellozting/InterleavedGroupConvolutions @ 2871fdbd"),
     "igcv1_l16m16": PretrainedConfig(
-        model="igcv1_l16m16",
+        model="igcv1_l16m16", builder="IGCV1",
+        arguments=(("alpha", 1.0), ("variant", "L16M16")),
         origin=f"{IGCV1_REPO}/models/IGC-L16M16_ImageNet/"
                f"resnet_gcwf_noshare_imagenet_d18b16-0095.params",
         file_name="resnet_gcwf_noshare_imagenet_d18b16-0095.params",
@@ -117,7 +116,8 @@ PRETRAINED = {
         preprocessing=IGCV1_PREPROCESSING, top1=70.60, licence=NO_LICENCE,
         source="hellozting/InterleavedGroupConvolutions @ 2871fdbd"),
     "igcv1_l4m32": PretrainedConfig(
-        model="igcv1_l4m32",
+        model="igcv1_l4m32", builder="IGCV1",
+        arguments=(("alpha", 1.0), ("variant", "L4M32")),
         origin=f"{IGCV1_REPO}/models/IGC-L4M32_ImageNet/"
                f"resnet_gcwf_noshare_imagenet_d18b4-0095.params",
         file_name="resnet_gcwf_noshare_imagenet_d18b4-0095.params",
@@ -128,39 +128,38 @@ PRETRAINED = {
 }
 
 
-def git_blob_sha1(path):
-    """The git blob id of a file: ``sha1(b"blob <size>\\0" + content)``."""
-    digest = hashlib.sha1(b"blob %d\0" % os.path.getsize(path))
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def find_pretrained(builder, arguments):
+    """The released config for ``builder`` called with ``arguments`` (a
+    dict of the architecture's arguments), or None."""
+    for config in PRETRAINED.values():
+        if config.builder == builder and dict(config.arguments) == arguments:
+            return config
+    return None
 
 
-def verify_file(path, expected_sha1):
-    """Raise ``ValueError`` unless ``path``'s git blob id is ``expected_sha1``."""
-    if not os.path.isfile(path):
-        raise ValueError(f"weights file {path!r} does not exist.")
-    actual = git_blob_sha1(path)
-    if actual != expected_sha1:
-        raise ValueError(
-            f"weights file {path!r} failed its integrity check: git blob id "
-            f"{actual}, expected {expected_sha1}. The file is corrupt, "
-            f"truncated or not the authors' release; delete it and retry.")
-    return path
+def by_git_blob_sha1(sha1):
+    """The released config whose authors' file has git blob id ``sha1``, or
+    None."""
+    for config in PRETRAINED.values():
+        if config.git_blob_sha1 == sha1:
+            return config
+    return None
 
 
-def pretrained_config(model_name, builder="", kwargs=None):
-    """The config for ``model_name``, or a ``ValueError`` listing those that exist."""
-    if model_name not in PRETRAINED:
-        what = (repr(model_name) if model_name else
-                f"this {builder} configuration")
-        raise ValueError(
-            f"{builder}{': ' if builder else ''}weights='imagenet' is not "
-            f"available for {what}; variants with released ImageNet "
-            f"weights: {sorted(PRETRAINED)}. Use weights=None or a weights "
-            f"file.")
-    return PRETRAINED[model_name]
+def describe(config):
+    """``IGCV3(alpha=1.0, ...)``: the call that builds ``config``'s model."""
+    return f"{config.builder}({', '.join(f'{k}={v!r}' for k, v in config.arguments)})"
+
+
+def imagenet_unavailable(builder, arguments):
+    """The error for ``weights='imagenet'`` where nothing was released."""
+    released = "; ".join(describe(c) for c in PRETRAINED.values()
+                         if c.builder == builder) or "none"
+    called = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    return ValueError(
+        f"{builder}: weights='imagenet' is not available for {builder}"
+        f"({called}); released {builder} weights: {released}. Use "
+        f"weights=None or a weights file.")
 
 
 def check_imagenet_arguments(config, *, include_top, classes,
@@ -181,75 +180,3 @@ def check_imagenet_arguments(config, *, include_top, classes,
         raise ValueError(
             f"{builder}: with weights='imagenet' and include_top=True, "
             f"`input_shape` must be {config.input_size}; got {input_shape}.")
-
-
-def cache_root(cache_dir=None):
-    """``cache_dir``, else ``$KERAS_HOME``, else ``~/.keras`` (read at call time)."""
-    return cache_dir or os.environ.get("KERAS_HOME") or os.path.join(
-        os.path.expanduser("~"), ".keras")
-
-
-def fetch_checkpoint(config, origin=None, cache_dir=None):
-    """Downloads (once) and verifies the authors' checkpoint; returns its path.
-
-    A download that fails verification is deleted, so a retry fetches it
-    again.
-    """
-    root = cache_root(cache_dir)
-    # get_file falls back to /tmp/.keras when the root does not exist yet
-    os.makedirs(root, exist_ok=True)
-    try:
-        path = keras.utils.get_file(
-            fname=config.file_name, origin=origin or config.origin,
-            cache_subdir=os.path.join("models", "igc_keras", "authors"),
-            cache_dir=root)
-    except Exception as error:
-        raise ValueError(
-            f"could not download the {config.model} checkpoint from "
-            f"{origin or config.origin}: {error}") from error
-    try:
-        return verify_file(path, config.git_blob_sha1)
-    except ValueError:
-        os.remove(path)
-        raise
-
-
-def converted_weights_path(config, origin=None, cache_dir=None):
-    """Path of the converted Keras weights, converting on first use."""
-    from igc_keras.convert.converters import convert_checkpoint
-
-    target_dir = os.path.join(cache_root(cache_dir), "models", "igc_keras")
-    target = os.path.join(target_dir, config.keras_file_name)
-    if os.path.exists(target):
-        return target
-    checkpoint = fetch_checkpoint(config, origin=origin, cache_dir=cache_dir)
-    os.makedirs(target_dir, exist_ok=True)
-    model = convert_checkpoint(checkpoint, config.model)
-    handle, partial = tempfile.mkstemp(suffix=".weights.h5", dir=target_dir)
-    os.close(handle)
-    try:
-        model.save_weights(partial)
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-    return target
-
-
-def load_imagenet_weights(model, config, *, include_top, origin=None,
-                          cache_dir=None):
-    """Loads the converted ImageNet weights into ``model`` (by layer name).
-
-    With ``include_top=False`` the classifier's weights are skipped; every
-    other weight must load (same names and shapes) or a ``ValueError`` names
-    what did not.
-    """
-    from igc_keras.convert.converters import transfer_weights
-
-    path = converted_weights_path(config, origin=origin, cache_dir=cache_dir)
-    from igc_keras.registry import create_model
-    reference = create_model(config.model)
-    reference.load_weights(path)
-    transfer_weights(reference, model, skip_missing=("predictions",)
-                     if not include_top else ())
-    return model

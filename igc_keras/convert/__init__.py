@@ -6,10 +6,9 @@
   Keras layers of the package's builders.
 """
 
-from igc_keras.convert.converters import (assign_mxnet_params,
-                                          convert_checkpoint, transfer_weights)
+from igc_keras.convert.converters import assign_mxnet_params
 from igc_keras.convert.mxnet_params import (load_params, save_params,
                                             split_arg_aux)
 
-__all__ = ["assign_mxnet_params", "convert_checkpoint", "load_params",
-           "save_params", "split_arg_aux", "transfer_weights"]
+__all__ = ["assign_mxnet_params", "load_params", "save_params",
+           "split_arg_aux"]

@@ -82,9 +82,6 @@ def _igcv1_prefix(name):
 
 #: converter name -> (Keras layer name -> MXNet prefix)
 NAMINGS = {"igcv3": _igcv3_prefix, "igcv1": _igcv1_prefix}
-#: registry name -> converter name, for the variants the authors released
-CONVERTERS = {"igcv3_1.0": "igcv3", "igcv1_l100m2": "igcv1",
-              "igcv1_l16m16": "igcv1", "igcv1_l4m32": "igcv1"}
 
 
 def _layer_tensors(layer, prefix, args, aux):
@@ -114,19 +111,37 @@ def _layer_tensors(layer, prefix, args, aux):
                      f"({type(layer).__name__}).")
 
 
-def assign_mxnet_params(model, params, converter):
+def assign_mxnet_params(model, params, converter, skip=(), source="checkpoint"):
     """Sets ``model``'s weights from an MXNet ``{"arg:..": array}`` dict.
 
     Every weighted layer must find its tensors with matching shapes, and every
-    tensor of the checkpoint must be used; otherwise ``ValueError`` lists what
-    is missing or left over (nothing is half-loaded: weights are set only after
-    all of them were found).
+    tensor of the checkpoint must be used (except those of the Keras layers
+    named in ``skip``, e.g. ``("predictions",)`` without the top, which the
+    model need not have); every tensor must be finite. Otherwise
+    ``ValueError`` names ``source`` and what is missing, left over or not
+    finite; nothing is half-loaded (weights are set only after all of them
+    were found and checked).
     """
     if converter not in NAMINGS:
         raise ValueError(f"`converter` must be one of {sorted(NAMINGS)}; got "
                          f"{converter!r}.")
     naming = NAMINGS[converter]
     args, aux = split_arg_aux(params)
+    for store, kind in ((args, "arg"), (aux, "aux")):
+        for key, array in store.items():
+            finite = np.isfinite(array)
+            if not finite.all():
+                raise ValueError(
+                    f"{source}: tensor {kind}:{key} holds "
+                    f"{int(array.size - finite.sum())} non-finite values "
+                    f"(NaN / inf); the checkpoint is corrupt or from a "
+                    f"diverged run.")
+    for name in skip:
+        prefix = naming(name)
+        for store in (args, aux):
+            for key in [k for k in store if prefix and
+                        k.startswith(prefix + "_")]:
+                del store[key]
     assignments = []
     for layer in model.layers:
         if not layer.weights:
@@ -135,70 +150,24 @@ def assign_mxnet_params(model, params, converter):
         if prefix is None:
             raise ValueError(f"Keras layer {layer.name!r} has no counterpart in "
                              f"the {converter} checkpoint naming.")
-        arrays = _layer_tensors(layer, prefix, args, aux)
+        try:
+            arrays = _layer_tensors(layer, prefix, args, aux)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error} Is it a {converter} "
+                             f"checkpoint of this architecture?") from None
         expected = [tuple(w.shape) for w in layer.weights]
         got = [tuple(a.shape) for a in arrays]
         if expected != got:
-            raise ValueError(f"shape mismatch for Keras layer {layer.name!r} "
-                             f"(MXNet {prefix}): model expects {expected}, "
-                             f"checkpoint gives {got}.")
+            raise ValueError(f"{source}: shape mismatch for Keras layer "
+                             f"{layer.name!r} (MXNet {prefix}): model expects "
+                             f"{expected}, checkpoint gives {got}.")
         assignments.append((layer, arrays))
     left = [f"arg:{k}" for k in args] + [f"aux:{k}" for k in aux]
     if left:
-        raise ValueError(f"{len(left)} checkpoint tensors have no Keras layer: "
-                         f"{sorted(left)[:10]}{' ...' if len(left) > 10 else ''}")
+        raise ValueError(f"{source}: {len(left)} checkpoint tensors have no "
+                         f"Keras layer: {sorted(left)[:10]}"
+                         f"{' ...' if len(left) > 10 else ''}")
     for layer, arrays in assignments:
         layer.set_weights([np.asarray(a, dtype=w.dtype)
                            for a, w in zip(arrays, layer.weights)])
     return model
-
-
-def convert_checkpoint(checkpoint, model_name, model=None):
-    """Reads an authors' ``.params`` file and returns the Keras model with it.
-
-    Args:
-        checkpoint: path of the MXNet ``.params`` file (or its bytes).
-        model_name: registry name of a released variant (``"igcv3_1.0"``,
-            ``"igcv1_l100m2"``, ``"igcv1_l16m16"``, ``"igcv1_l4m32"``).
-        model: optionally, an already built model of that architecture (e.g.
-            built under a float64 dtype policy) to fill instead.
-    """
-    if model_name not in CONVERTERS:
-        raise ValueError(f"no converter for model_name={model_name!r}; "
-                         f"convertible: {sorted(CONVERTERS)}.")
-    if model is None:
-        from igc_keras.registry import create_model
-        model = create_model(model_name)
-    return assign_mxnet_params(model, load_params(checkpoint),
-                               CONVERTERS[model_name])
-
-
-def transfer_weights(source, target, skip_missing=()):
-    """Copies weights from ``source`` to ``target`` by layer name.
-
-    Every weighted layer of ``target`` must exist in ``source`` with the same
-    shapes; layers of ``source`` whose names start with an entry of
-    ``skip_missing`` may be absent from ``target`` (e.g. the classifier when
-    ``include_top=False``).
-    """
-    by_name = {layer.name: layer for layer in source.layers if layer.weights}
-    pending = []
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        if layer.name not in by_name:
-            raise ValueError(f"pretrained weights have no layer {layer.name!r}.")
-        values = by_name.pop(layer.name).get_weights()
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if shapes != [v.shape for v in values]:
-            raise ValueError(
-                f"pretrained weights for layer {layer.name!r} have shapes "
-                f"{[v.shape for v in values]}; the model expects {shapes} "
-                f"(ImageNet weights need 3 input channels and the same alpha).")
-        pending.append((layer, values))
-    unused = [n for n in by_name if not n.startswith(tuple(skip_missing))]
-    if unused:
-        raise ValueError(f"pretrained layers not used by the model: {unused[:10]}")
-    for layer, values in pending:
-        layer.set_weights(values)
-    return target

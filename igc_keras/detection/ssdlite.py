@@ -31,9 +31,9 @@ from typing import Tuple
 
 import keras
 
-import igc_keras
 from igc_keras.layers import ChannelPermutation
 from igc_keras.layers.blocks import activation, batchnorm, conv
+from igc_keras.registry import create_model
 
 BATCHNORM = {"epsilon": 1e-3, "momentum": 0.97}
 
@@ -94,7 +94,7 @@ def backbone_features(backbone="igcv3_1.0", image_size=320, weights=None):
                          f"image_size={image_size!r}.")
     spec = BACKBONES[backbone]
     extra = {} if weights is None else {"weights": weights}
-    network = igc_keras.create_model(
+    network = create_model(
         spec.model_name, input_shape=(image_size, image_size, 3),
         include_top=False, **extra)
     taps = [network.get_layer(spec.stride16).output,
