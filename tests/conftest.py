@@ -63,6 +63,6 @@ def mxnet_reference(mxnet_python, tmp_path_factory):
         if name not in made:
             folder = tmp_path_factory.mktemp(name.replace(".", "_"))
             made[name] = make_mxnet_reference(mxnet_python, SYMBOLS[name],
-                                              folder)
+                                              folder, count=2)
         return made[name]
     return reference

@@ -210,7 +210,8 @@ def test_a_new_run_in_an_old_folder_keeps_its_own_best(tmp_path):
     """A finished run leaves nothing to resume; the same folder trained again
     from scratch keeps its own best model, not the earlier run's score."""
     model_dir = str(tmp_path / "again")
-    first_config = load_experiment(overrides=_overrides(model_dir, **LEARN))
+    first_config = load_experiment(overrides=_overrides(model_dir, **{
+        **LEARN, "trainer.epochs": 2}))
     _, first = train(first_config)
     with open(os.path.join(model_dir, "best.json")) as handle:
         assert json.load(handle)["value"] == pytest.approx(
@@ -218,9 +219,11 @@ def test_a_new_run_in_an_old_folder_keeps_its_own_best(tmp_path):
     # the second run cannot learn (inputs shifted by 5000): its best is far
     # below the first run's, and still its own
     second_config = load_experiment(overrides=_overrides(model_dir, **{
-        **LEARN, "trainer.epochs": 1,
+        **LEARN, "trainer.epochs": 1, "trainer.steps_per_epoch": 6,
         "task.model.input_mean": "[5000.0, 5000.0, 5000.0]"}))
     _, second = train(second_config)
+    print(f"first run {first['history']['val_top1']}, second "
+          f"{second['history']['val_top1']}")
     assert second["history"]["val_top1"][0] < max(first["history"]["val_top1"])
     with open(os.path.join(model_dir, "best.json")) as handle:
         state = json.load(handle)

@@ -38,7 +38,6 @@ finetune`` (:mod:`igc_keras.cli`).
 """
 
 import dataclasses
-import inspect
 import json
 import os
 from typing import List
@@ -92,9 +91,14 @@ class FinetuneResult:
     image_size: tuple
 
 
+#: the input size the builders default to, by the dataset a network is for
+DATASET_SIZES = {"cifar": 32, "tiny_imagenet": 64, "imagenet": 224}
+
+
 def default_image_size(model_name):
     """The size ``model_name`` expects: its pretrained config's, else its
-    builder's default input shape, else 224."""
+    registered input shape, else its dataset's image size (CIFAR 32,
+    ImageNet 224)."""
     from igc_keras.applications.pretrained import PRETRAINED
     from igc_keras.registry import get_model_spec
 
@@ -102,15 +106,9 @@ def default_image_size(model_name):
         return int(PRETRAINED[model_name].input_size[0])
     spec = get_model_spec(model_name)
     shape = spec.kwargs.get("input_shape")
-    if shape is None:
-        parameter = inspect.signature(spec.builder).parameters.get(
-            "input_shape")
-        if parameter is not None and parameter.default is not \
-                inspect.Parameter.empty:
-            shape = parameter.default
     if shape is not None and shape[0]:
         return int(shape[0])
-    return 224  # the builders' default when input_shape is None
+    return DATASET_SIZES.get(spec.dataset, 224)
 
 
 def _pair(size, argument):
