@@ -1,5 +1,9 @@
-"""Every registered network with a paper row reproduces its params and mult-adds."""
+"""Every registered network: its params and mult-adds against its paper row, and
+keras.applications' contract (the registry walked)."""
 
+import re
+
+import keras
 import pytest
 
 import igc_keras
@@ -77,3 +81,38 @@ def test_create_model_overrides_and_errors():
     with pytest.raises(ValueError, match="unknown model name='igcv3_10'.*igcv3_1.0"):
         igc_keras.create_model("igcv3_10")
     assert igc_keras.list_models("igcv3*") == ["igcv3_0.7", "igcv3_1.0"]
+
+
+PACKAGE_NETWORKS = [n for n in igc_keras.list_models()
+                    if not igc_keras.get_model_spec(n).baseline]
+#: names Keras gives layers created without a name (``conv2d_3``, ...)
+KERAS_DEFAULT_NAME = re.compile(
+    r"(conv2d|depthwise_conv2d|batch_normalization|dense|re_lu|activation|add"
+    r"|concatenate|global_average_pooling2d|group_conv2d|"
+    r"channel_permutation)(_\d+)?")
+
+
+@pytest.mark.parametrize("name", PACKAGE_NETWORKS)
+def test_every_registered_network_keeps_the_applications_contract(name):
+    """The registry walked (every network the package registers, at a small
+    input): keras.applications' contract — ``input_tensor`` is the model's
+    input, ``classes`` / ``classifier_activation`` make the top,
+    ``include_top=False, pooling="avg"`` is the same network without its
+    classifier — and every layer has a stable, unique name."""
+    spec = igc_keras.get_model_spec(name)
+    size = 32 if spec.dataset == "cifar" else 64
+    tensor = keras.Input((size, size, 3))
+    model = igc_keras.create_model(name, input_tensor=tensor, classes=7,
+                                   classifier_activation=None)
+    assert model.inputs[0] is tensor and model.output_shape == (None, 7)
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == len(names)
+    assert not [n for n in names if KERAS_DEFAULT_NAME.fullmatch(n)]
+    assert model.get_layer("predictions").activation.__name__ == "linear"
+    features = igc_keras.create_model(name, include_top=False, pooling="avg",
+                                      input_shape=(size, size, 3))
+    assert len(features.output_shape) == 2
+    classifier = model.get_layer("predictions")
+    assert features.output_shape[-1] == classifier.kernel.shape[0]
+    assert model.count_params() - features.count_params() == \
+        classifier.count_params()
