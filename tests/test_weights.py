@@ -355,3 +355,18 @@ def test_imagenet_argument_errors():
     with pytest.raises(ValueError, match=r"IGCV1CIFAR: weights='imagenet' is "
                                          r"not available"):
         igc_keras.create_model("igcv1_cifar_l24m2_d20", weights="imagenet")
+
+
+def test_a_killed_download_leaves_nothing_behind_the_next_one(release):
+    """A process killed mid-download leaves its temporary files in the
+    cache folder; the next download of that file removes them."""
+    path, reference, cached = release
+    cached.parent.mkdir(parents=True)
+    scratch = cached.parent / f".{cached.name}.fetch-killed"
+    scratch.mkdir()
+    (scratch / cached.name).write_bytes(b"half a download")
+    (cached.parent / f".{cached.name}.partial").write_bytes(b"half")
+    _assert_mxnet_logits(IGCV3(weights="imagenet", classifier_activation=None),
+                         reference)
+    assert sorted(os.listdir(cached.parent)) == [cached.name,
+                                                cached.name + ".lock"]

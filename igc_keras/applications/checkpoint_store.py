@@ -16,7 +16,8 @@ path, verified:
 * fetching and renaming happen under a file lock next to the cache file, so
   any number of processes asking at once wait for one download and all read
   the same verified file; a process killed mid-download leaves only its
-  temporary file. Cache files are readable by the group (as Keras' own).
+  temporary files, which the next download of that file removes. Cache
+  files are readable by the group (as Keras' own).
 """
 
 import hashlib
@@ -91,7 +92,8 @@ def _download(config, folder):
     """Fetches the checkpoint into a temporary file in ``folder`` and
     verifies it; returns the temporary path."""
     origin, label = _origin(config)
-    scratch = tempfile.mkdtemp(prefix=".fetch-", dir=folder)
+    scratch = tempfile.mkdtemp(prefix=f".{config.file_name}.fetch-",
+                               dir=folder)
     try:
         if "://" in origin:
             try:
@@ -120,6 +122,18 @@ def _download(config, folder):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _remove_leftovers(config, folder):
+    """Removes the temporary files of downloads of ``config``'s file that
+    were killed (called under its lock: no other download of it runs)."""
+    for name in os.listdir(folder):
+        if name.startswith(f".{config.file_name}."):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+
+
 def fetch_checkpoint(config, cache_dir=None):
     """The verified path of ``config``'s checkpoint (see the module
     docstring). Raises ``ValueError`` naming the origin or the file."""
@@ -134,6 +148,7 @@ def fetch_checkpoint(config, cache_dir=None):
             except ValueError as error:
                 warnings.warn(f"{error} Fetching it again.")
                 os.remove(path)
+        _remove_leftovers(config, folder)
         partial = _download(config, folder)
         try:
             os.replace(partial, path)

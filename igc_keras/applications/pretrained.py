@@ -147,8 +147,11 @@ def by_git_blob_sha1(sha1):
 
 
 def describe(config):
-    """``IGCV3(alpha=1.0, ...)``: the call that builds ``config``'s model."""
-    return f"{config.builder}({', '.join(f'{k}={v!r}' for k, v in config.arguments)})"
+    """``IGCV3(alpha=1.0, ...)``: the call that builds ``config``'s model
+    (arguments left at the builder's default table are not shown)."""
+    shown = ", ".join(f"{k}={v!r}" for k, v in config.arguments
+                      if v != "default")
+    return f"{config.builder}({shown})"
 
 
 def imagenet_unavailable(builder, arguments):

@@ -276,15 +276,15 @@ def detection_dataset(data, anchors, image_size, batch_size,
                                     seed)
     if data.source == "coco":
         try:
-            dataset, coco, load = coco_folder_examples(
+            dataset, _, load = coco_folder_examples(
                 data.data_dir, data.annotation_file,
                 first_image_ids(data.annotation_file, data.max_images),
                 key=f"{key}.data_dir")
         except ValueError as error:
             raise ValueError(f"{key}: {error}") from error
+        size = int(dataset.cardinality())
         dataset = _shard(dataset, input_context).map(
             load, num_parallel_calls=tf.data.AUTOTUNE)
-        size = data.max_images or len(coco.images)
     elif data.source == "tfds":
         dataset = _shard(tfds_coco_examples(data.name, data.split,
                                             data.data_dir), input_context)

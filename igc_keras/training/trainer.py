@@ -211,9 +211,9 @@ def coco_evaluation(config, detector):
             f"task.validation_data.source={data.source!r}: COCO evaluation "
             f"reads a COCO-format folder (source: coco, data_dir, "
             f"annotation_file), which pycocotools scores against.")
-    limits = [n for n in (data.max_images, config.trainer.validation_steps and
-                          config.trainer.validation_steps *
-                          data.global_batch_size) if n]
+    limits = [data.max_images] if data.max_images else []
+    if config.trainer.validation_steps:
+        limits.append(config.trainer.validation_steps * data.global_batch_size)
     image_ids = first_image_ids(data.annotation_file,
                                 min(limits) if limits else None)
     return evaluate_detector(detector, data.data_dir, data.annotation_file,
