@@ -8,6 +8,9 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["igc_keras", "igc_keras.*"]),
+    # the igc-keras command's options and console: beside the package, so
+    # that --help answers without importing Keras / TensorFlow
+    py_modules=["igc_keras_cli"],
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.0",
@@ -29,7 +32,7 @@ setup(
         # xdist: the suite runs on 2 workers (`addopts` in pytest.ini)
         "test": ["pytest>=8", "pytest-timeout", "pytest-xdist"],
     },
-    entry_points={"console_scripts": ["igc-keras=igc_keras.cli:main"]},
+    entry_points={"console_scripts": ["igc-keras=igc_keras_cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

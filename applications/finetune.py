@@ -47,7 +47,7 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
         __file__))))
 
-from igc_keras.cli import main  # noqa: E402
+from igc_keras_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["finetune"] + sys.argv[1:]))

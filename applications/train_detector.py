@@ -29,7 +29,7 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
         __file__))))
 
-from igc_keras.cli import main as cli_main  # noqa: E402
+from igc_keras_cli import main as cli_main  # noqa: E402
 from igc_keras.data.detection import AUGMENTATIONS  # noqa: E402
 
 RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,

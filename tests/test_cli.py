@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from igc_keras.cli import main
+from igc_keras_cli import main
 
 
 def test_models_table_prints_measured_and_paper_figures(capsys):
@@ -24,7 +24,7 @@ def test_models_names_only_and_unknown_pattern(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "igc_keras.cli", "models",
+    result = subprocess.run([sys.executable, "-m", "igc_keras_cli", "models",
                              "--names-only", "igcv1_l*"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

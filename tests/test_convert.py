@@ -17,7 +17,7 @@ import pytest
 
 import igc_keras
 from conftest import SYMBOLS
-from igc_keras.cli import main as cli
+from igc_keras_cli import main as cli
 
 
 def _float64_logits_model(name):

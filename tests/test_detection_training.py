@@ -66,7 +66,7 @@ MIN_OVERFIT_AP, MIN_OVERFIT_AP50 = 0.2, 0.5
 def test_detection_recipe_overfits_exports_evaluates_and_detects(tmp_path):
     import keras
 
-    from igc_keras.cli import main
+    from igc_keras_cli import main
     from igc_keras.detection import SSDLite
     from igc_keras.detection.coco import load_coco_annotations
     from igc_keras.training.trainer import evaluate, train
@@ -161,7 +161,7 @@ def test_detection_custom_loop(tmp_path):
         "task.model.group_conv_implementation": "dense",
         "trainer.checkpoint.export_saved_model": "false"})
     run = subprocess.run(
-        [sys.executable, "-m", "igc_keras.cli", "train", RECIPE] +
+        [sys.executable, "-m", "igc_keras_cli", "train", RECIPE] +
         [arg for item in overrides for arg in ("--set", item)],
         capture_output=True, text=True, env=ENV, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

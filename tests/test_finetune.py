@@ -34,7 +34,7 @@ import tensorflow as tf
 from conftest import DATA
 
 import igc_keras
-from igc_keras.cli import main
+from igc_keras_cli import main
 from igc_keras.data import build_classification_dataset
 from igc_keras.data.folders import check_same_classes, scan_image_folder
 from igc_keras.training.config import DataConfig, load_experiment

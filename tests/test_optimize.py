@@ -146,7 +146,7 @@ def test_cli_exports_int8_with_calibration_and_benches(cifar, tmp_path):
                                  image)
     out = str(tmp_path / "int8.tflite")
     run = subprocess.run(
-        [sys.executable, "-m", "igc_keras.cli", "export", path, "--int8",
+        [sys.executable, "-m", "igc_keras_cli", "export", path, "--int8",
          "--calibration", str(tmp_path / "calibration"), "--check",
          str(tmp_path / "check"), "-o", out],
         capture_output=True, text=True, env=ENV)
@@ -156,7 +156,7 @@ def test_cli_exports_int8_with_calibration_and_benches(cifar, tmp_path):
     assert report["check"]["images"] == 40
     assert report["check"]["top1_agreement"] >= 0.9
     bench = subprocess.run(
-        [sys.executable, "-m", "igc_keras.cli", "bench", out, "--baseline",
+        [sys.executable, "-m", "igc_keras_cli", "bench", out, "--baseline",
          "none", "--runs", "5"], capture_output=True, text=True, env=ENV)
     assert bench.returncode == 0, bench.stderr[-2000:]
     row = json.loads(bench.stdout[bench.stdout.index("{"):])
@@ -167,7 +167,7 @@ def test_cli_exports_int8_with_calibration_and_benches(cifar, tmp_path):
              "--calibration="),
             (["--int8"], "needs representative_data")):
         bad = subprocess.run(
-            [sys.executable, "-m", "igc_keras.cli", "export", path] + extra,
+            [sys.executable, "-m", "igc_keras_cli", "export", path] + extra,
             capture_output=True, text=True, env=ENV)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 

@@ -81,7 +81,7 @@ def _overrides(model_dir, epochs=2, steps=6, **extra):
 
 
 def _cli(overrides):
-    return [sys.executable, "-m", "igc_keras.cli", "train", "/dev/null"] + [
+    return [sys.executable, "-m", "igc_keras_cli", "train", "/dev/null"] + [
         arg for item in overrides for arg in ("--set", item)]
 
 
@@ -171,7 +171,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path):
 def test_cli_reports_recipe_errors_naming_the_key(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("trainer: {epochs: 2, learning_rate: {typo: 1}}\n")
-    result = subprocess.run([sys.executable, "-m", "igc_keras.cli", "train",
+    result = subprocess.run([sys.executable, "-m", "igc_keras_cli", "train",
                              str(recipe)], capture_output=True, text=True,
                             env=ENV, timeout=300)
     assert result.returncode == 2
@@ -284,7 +284,7 @@ QUICKSTART = os.path.join(os.path.dirname(__file__), os.pardir, "recipes",
 
 def _train_quickstart(model_dir, *overrides):
     run = subprocess.run(
-        [sys.executable, "-m", "igc_keras.cli", "train", QUICKSTART, "--set",
+        [sys.executable, "-m", "igc_keras_cli", "train", QUICKSTART, "--set",
          f"trainer.model_dir={model_dir}"] + [
             arg for item in overrides for arg in ("--set", item)],
         capture_output=True, text=True, env=ENV, timeout=1800)
@@ -324,7 +324,7 @@ def test_quickstart_recipe_reaches_its_stated_accuracy(tmp_path):
     result = _train_quickstart(model_dir)
     assert result["final"]["val_top1"] >= 0.96, result
     evaluated = subprocess.run(
-        [sys.executable, "-m", "igc_keras.cli", "evaluate", QUICKSTART,
+        [sys.executable, "-m", "igc_keras_cli", "evaluate", QUICKSTART,
          "--checkpoint",
          os.path.join(model_dir, "last.keras")], capture_output=True, text=True,
         env=ENV, timeout=600)

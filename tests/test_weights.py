@@ -26,7 +26,7 @@ from igc_keras.applications import IGCV1, IGCV3, pretrained
 from igc_keras.applications.checkpoint_store import (MIRROR_ENV,
                                                      git_blob_sha1,
                                                      verify_file)
-from igc_keras.cli import main as cli
+from igc_keras_cli import main as cli
 from igc_keras.convert.mxnet_params import load_params, save_params
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -10,17 +11,20 @@ from igc_keras.detection.coco import (evaluate_coco, load_coco_annotations,
 
 
 def detect_folder(detector, image_dir, annotation_path, image_ids=None,
-                  batch_size=8):
+                  batch_size=8, verbose=1):
     """Runs ``detector`` on the annotated images; COCO result dicts.
 
     Images are resized to the detector's square size (as in training);
-    boxes are mapped back to each image's own pixel size.
+    boxes are mapped back to each image's own pixel size. ``verbose``: a
+    Keras progress bar over the images (0: none).
     """
     coco = load_coco_annotations(annotation_path)
     wanted = None if image_ids is None else set(image_ids)
     records = [r for r in coco.images if wanted is None or r.image_id in wanted]
     size = (detector.image_size, detector.image_size)
     results = []
+    progress = keras.utils.Progbar(len(records), verbose=verbose,
+                                   unit_name="image")
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
         images = tf.stack([tf.image.resize(tf.cast(tf.io.decode_image(
@@ -33,17 +37,18 @@ def detect_folder(detector, image_dir, annotation_path, image_ids=None,
                 record.image_id, out["boxes"][i, :n], out["scores"][i, :n],
                 out["classes"][i, :n], record.height, record.width,
                 coco.categories)
+        progress.add(len(chunk))
     return results, [r.image_id for r in records]
 
 
 def evaluate_detector(detector, image_dir, annotation_path, image_ids=None,
-                      batch_size=8):
+                      batch_size=8, verbose=1):
     """COCO box AP / AP50 / AP75 / APs / APm / APl / AR of ``detector``.
 
     Only the evaluated images' ground truth counts.
     """
     results, ids = detect_folder(detector, image_dir, annotation_path,
-                                 image_ids, batch_size)
+                                 image_ids, batch_size, verbose)
     stats = evaluate_coco(annotation_path, results, ids)
     stats["images"] = len(ids)
     stats["detections"] = len(results)

@@ -4,18 +4,16 @@ import numpy as np
 
 
 def load_detector(path):
-    """An :class:`~igc_keras.detection.SSDLite` saved as ``.keras``."""
-    import keras
-
+    """An :class:`~igc_keras.detection.SSDLite` saved as ``.keras``; any
+    other file is a ``DataError`` naming it."""
     from igc_keras.detection.detector import SSDLite
-    if not str(path).endswith(".keras"):
-        raise ValueError(f"--model {path!r}: expected a .keras file saved from "
-                         f"an SSDLite detector (the recipe trainer writes "
-                         f"last.keras and best.keras).")
-    model = keras.saving.load_model(path)
+    from igc_keras.errors import DataError
+    from igc_keras.model_files import load_keras_model
+    model = load_keras_model(path, "--model")
     if not isinstance(model, SSDLite):
-        raise ValueError(f"--model {path!r} holds a {type(model).__name__}, "
-                         f"not an SSDLite detector.")
+        raise DataError(f"--model {path!r} holds a {type(model).__name__}, "
+                        f"not an SSDLite detector (the recipe trainer's "
+                        f"last.keras / best.keras of a detection recipe).")
     return model
 
 

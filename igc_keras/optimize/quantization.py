@@ -75,7 +75,7 @@ def _range_variables(layer):
     return found if len(found) == 2 else None
 
 
-def calibrate_ranges(qat, legacy, images, batch_size=16):
+def calibrate_ranges(qat, legacy, images, batch_size=16, verbose=1):
     """Sets the weight and activation ranges of a QAT model from real images
     (see the module docstring).
 
@@ -86,6 +86,7 @@ def calibrate_ranges(qat, legacy, images, batch_size=16):
             0..255), e.g. 100-1,000 training images.
         batch_size: images per inference call (every layer's output of a
             batch is held at once).
+        verbose: a Keras progress bar over the images (0: none).
 
     Returns:
         the number of activation ranges set.
@@ -120,6 +121,8 @@ def calibrate_ranges(qat, legacy, images, batch_size=16):
     probe = tfk.Model(legacy.inputs, tensors)
     low = np.full(len(tensors), np.inf)
     high = np.full(len(tensors), -np.inf)
+    progress = tfk.utils.Progbar(len(images), verbose=verbose,
+                                 unit_name="image")
     for start in range(0, len(images), batch_size):
         outputs = probe(images[start:start + batch_size], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -127,6 +130,7 @@ def calibrate_ranges(qat, legacy, images, batch_size=16):
             value = np.asarray(output)
             low[index] = min(low[index], float(value.min()))
             high[index] = max(high[index], float(value.max()))
+        progress.add(len(images[start:start + batch_size]))
     for variables, minimum, maximum in zip(targets, low, high):
         # TFLite needs 0 inside every range
         variables["min"].assign(np.full(variables["min"].shape,

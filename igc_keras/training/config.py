@@ -9,6 +9,8 @@ naming the dotted key, the value and what is allowed.
 """
 
 import dataclasses
+import math
+import re
 import typing
 from typing import List, Optional
 
@@ -295,17 +297,17 @@ def _coerce(value, annotation, key, default=None):
             raise ConfigError(f"{key}: expected true or false; got {value!r}.")
         return value
     if annotation is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1e4
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer; got {value!r}.")
         return value
     if annotation is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 / 1.0e12 as strings
-            try:
-                value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number; got {value!r}.")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number; got "
+                              f"{value!r}.")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -352,12 +354,40 @@ def _set_path(tree, dotted, value):
     node[parts[-1]] = value
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers in exponent form (``1e-3``,
+    ``1.0e12``, ``5E4``) as numbers: YAML 1.1, which PyYAML implements,
+    wants a dot and a signed exponent and would read them as strings."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)"
+               r"[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def read_yaml(text, where):
+    """The YAML document ``text`` (:class:`RecipeLoader`); a syntax error
+    is a :class:`ConfigError` naming ``where`` and the line."""
+    try:
+        return yaml.load(text, Loader=RecipeLoader)
+    except yaml.YAMLError as error:
+        detail = " ".join(str(error).split())
+        raise ConfigError(f"{where} is not valid YAML: {detail}") from error
+
+
 def parse_override(text):
     """``"a.b=3"`` -> ``("a.b", 3)`` (the value is read as YAML)."""
     if "=" not in text:
         raise ConfigError(f"--set expects key=value; got {text!r}.")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    key = key.strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*",
+                        key):
+        raise ConfigError(f"--set {text!r}: {key!r} is not a dotted recipe "
+                          f"key (e.g. trainer.epochs).")
+    return key, read_yaml(raw, f"--set {key}={raw}")
 
 
 def to_dict(config):
@@ -376,11 +406,7 @@ def load_experiment(path=None, overrides=(), text=None):
             source = text if text is not None else open(path).read()
         except OSError as error:
             raise ConfigError(f"cannot read recipe {path!r}: {error}") from error
-        try:
-            tree = yaml.safe_load(source) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"recipe {path or '<text>'} is not valid YAML: "
-                              f"{error}") from error
+        tree = read_yaml(source, f"recipe {path or '<text>'}") or {}
         if not isinstance(tree, dict):
             raise ConfigError(f"recipe {path or '<text>'} must be a mapping at "
                               f"the top level; got {type(tree).__name__}.")

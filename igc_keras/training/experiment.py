@@ -229,28 +229,46 @@ def seed(config):
 
 
 def load_init_checkpoint(model, path):
-    """Loads ``task.init_checkpoint`` (a ``.keras`` or ``.weights.h5`` file of
-    the recipe's model) into ``model``; a missing file or a different
-    architecture raises :class:`ConfigError` naming the key."""
-    key = f"task.init_checkpoint={path!r}"
+    """Loads ``task.init_checkpoint`` into ``model``
+    (:func:`load_checkpoint_into`)."""
+    return load_checkpoint_into(model, path, "task.init_checkpoint")
+
+
+def _describe(model):
+    outputs = getattr(model, "outputs", None)  # None: a subclassed model
+    classes = outputs[0].shape[-1] if outputs else "?"
+    return (f"{model.name!r} ({len(model.weights)} weights, {classes} "
+            f"outputs)")
+
+
+def load_checkpoint_into(model, path, key):
+    """Loads a ``.keras`` or ``.weights.h5`` file of the recipe's model into
+    ``model``. A missing or damaged file, or one holding another
+    architecture or class count, raises :class:`ConfigError` naming ``key``,
+    the file, what it holds and what the recipe builds."""
+    from igc_keras.model_files import load_keras_model
+    where = f"{key}={path!r}"
     if not tf.io.gfile.exists(path):
-        raise ConfigError(f"{key} does not exist.")
-    try:
-        if path.endswith(".keras"):
-            source = keras.saving.load_model(path, compile=False)
-            shapes = [tuple(w.shape) for w in source.weights]
-            expected = [tuple(w.shape) for w in model.weights]
-            if shapes != expected:
-                raise ValueError(f"its {len(shapes)} weights do not match the "
-                                 f"recipe model's {len(expected)} (first "
-                                 f"difference: {_first_difference(shapes, expected)})")
-            model.set_weights(source.get_weights())
-        elif path.endswith(".weights.h5"):
+        raise ConfigError(f"{where} does not exist.")
+    if path.endswith(".keras"):
+        source = load_keras_model(path, key, compile=False)
+        shapes = [tuple(w.shape) for w in source.weights]
+        expected = [tuple(w.shape) for w in model.weights]
+        if shapes != expected:
+            raise ConfigError(
+                f"{where} holds {_describe(source)}, not the recipe's model "
+                f"{_describe(model)} (first difference: "
+                f"{_first_difference(shapes, expected)}); check "
+                f"task.model.name and num_classes.")
+        model.set_weights(source.get_weights())
+    elif path.endswith(".weights.h5"):
+        try:
             model.load_weights(path)
-        else:
-            raise ValueError("expected a .keras or .weights.h5 file")
-    except Exception as error:  # corrupt archive, unknown class, mismatch
-        raise ConfigError(f"{key}: {error}.") from error
+        except Exception as error:  # another architecture, a damaged file
+            raise ConfigError(f"{where} does not fit the recipe's model "
+                              f"{_describe(model)}: {error}") from error
+    else:
+        raise ConfigError(f"{where}: expected a .keras or .weights.h5 file.")
     return model
 
 

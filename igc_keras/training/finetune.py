@@ -34,7 +34,7 @@ resumes and stops on NaN the way every recipe does:
 of ``igc_keras.applications.pretrained.PRETRAINED``) or the path of a
 backbone weights file saved from the same architecture with
 ``include_top=False, pooling="avg"``. The command line is ``igc-keras
-finetune`` (:mod:`igc_keras.cli`).
+finetune`` (the igc_keras_cli module).
 """
 
 import dataclasses

@@ -35,7 +35,8 @@ from igc_keras.layers.group_conv import resolve_group_conv_implementation
 from igc_keras.training.callbacks import write_json
 from igc_keras.training.custom_loop import CustomLoop, evaluate_distributed
 from igc_keras.training.distribute import get_strategy
-from igc_keras.training.experiment import check_inputs, prepare
+from igc_keras.training.experiment import (check_inputs,
+                                          load_checkpoint_into, prepare)
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
 from igc_keras.training.tasks import get_task
@@ -182,13 +183,10 @@ def load_for_evaluation(config, checkpoint, implementation="native"):
     ``checkpoint``: a ``.keras`` file, a ``.weights.h5`` file, or a custom-loop
     checkpoint (``tf.train`` prefix or its directory, latest taken).
     """
-    if checkpoint.endswith(".keras"):
-        return keras.saving.load_model(checkpoint)
     # (not build_model: task.init_checkpoint is where training started)
     model = get_task(config).build_model(implementation)
-    if checkpoint.endswith(".weights.h5"):
-        model.load_weights(checkpoint)
-        return model
+    if checkpoint.endswith((".keras", ".weights.h5")):
+        return load_checkpoint_into(model, checkpoint, "--checkpoint")
     prefix = (tf.train.latest_checkpoint(checkpoint)
               if tf.io.gfile.isdir(checkpoint) else checkpoint)
     if not prefix or not tf.io.gfile.glob(prefix + ".index"):

@@ -2,13 +2,37 @@
 value and what is allowed (:func:`validate`); run on every recipe before
 any work starts."""
 
+import inspect
+
 from igc_keras.errors import ConfigError
+
+#: builder arguments a task sets itself (not ``task.model.kwargs``).
+TASK_ARGUMENTS = ("input_shape", "weights", "classes", "classifier_activation",
+                  "include_top", "pooling", "input_tensor")
+
+
+def check_range(key, value, low=None, high=None, low_open=False,
+                high_open=False):
+    """Refuses ``value`` outside ``[low, high]`` (``(`` / ``)`` where open),
+    naming ``key``."""
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above:
+        if high is None:
+            allowed = f"{'>' if low_open else '>='} {low}"
+        else:
+            allowed = (f"in {'(' if low_open else '['}{low}, {high}"
+                       f"{')' if high_open else ']'}")
+        raise ConfigError(f"{key} must be {allowed}; got {value}.")
 
 
 def validate(config):
     """Cross-field checks, each naming its key."""
     for key in ("train_data", "validation_data"):
         data = getattr(config.task, key)
+        check_range(f"task.{key}.shuffle_buffer", data.shuffle_buffer, 1)
+        check_range(f"task.{key}.min_crop_area", data.min_crop_area, 0, 1,
+                    low_open=True)
         if data.global_batch_size < 1:
             raise ConfigError(f"task.{key}.global_batch_size must be >= 1; got "
                               f"{data.global_batch_size}.")
@@ -119,11 +143,69 @@ def validate(config):
                               f"{' > 0' if key == 'input_std' else ''} (or "
                               f"null); got {value}.")
     _validate_transfer(config)
-    if len(config.task.model.input_size) != 3:
-        raise ConfigError(f"task.model.input_size must be [height, width, "
-                          f"channels]; got {config.task.model.input_size}.")
+    _validate_optimizer(config)
+    _validate_model(config)
     _validate_model_optimization(config)
     return config
+
+
+def _validate_optimizer(config):
+    """``trainer.optimizer`` / ``trainer.learning_rate`` values the Keras
+    optimizers and schedules would refuse (or diverge on) mid-run."""
+    optimizer, rate = config.trainer.optimizer, config.trainer.learning_rate
+    if optimizer.type in ("sgd", "rmsprop"):
+        check_range("trainer.optimizer.momentum", optimizer.momentum, 0, 1,
+                    high_open=True)
+    if optimizer.nesterov and optimizer.type != "sgd":
+        raise ConfigError(f"trainer.optimizer.nesterov=true is SGD's; "
+                          f"trainer.optimizer.type is {optimizer.type!r}.")
+    if rate.type in ("step", "exponential"):
+        check_range("trainer.learning_rate.decay_rate", rate.decay_rate, 0,
+                    low_open=True)
+    if rate.type == "exponential":
+        check_range("trainer.learning_rate.decay_epochs", rate.decay_epochs,
+                    0, low_open=True)
+    check_range("runtime.seed", config.runtime.seed, 0)
+    check_range("runtime.num_gpus", config.runtime.num_gpus, 0)
+
+
+def _validate_model(config):
+    """``task.model``: the network is registered, its ``kwargs`` are its
+    builder's arguments, ``input_size`` is ``[height, width, 3]`` (the
+    pipelines decode RGB)."""
+    model = config.task.model
+    size = model.input_size
+    if len(size) != 3 or min(size) < 1:
+        raise ConfigError(f"task.model.input_size must be [height, width, "
+                          f"channels] of positive sizes; got {size}.")
+    if size[2] != 3:
+        raise ConfigError(f"task.model.input_size={size}: the networks take "
+                          f"RGB images (3 channels; the input pipelines "
+                          f"decode RGB); got {size[2]} channels.")
+    if config.task.type == "detection":
+        from igc_keras.detection.ssdlite import BACKBONES
+        if model.name not in BACKBONES:
+            raise ConfigError(f"task.model.name={model.name!r} is not an "
+                              f"SSDLite backbone; allowed: {sorted(BACKBONES)}"
+                              f".")
+        return
+    import igc_keras.applications  # noqa: F401  (registers the networks)
+    from igc_keras.registry import get_model_spec
+    try:
+        spec = get_model_spec(model.name)
+    except ValueError as error:
+        raise ConfigError(f"task.model.name: {error}") from error
+    allowed = [name for name in inspect.signature(spec.builder).parameters
+               if name not in TASK_ARGUMENTS]
+    for name in model.kwargs:
+        if name in TASK_ARGUMENTS:
+            raise ConfigError(f"task.model.kwargs.{name}: set by the task "
+                              f"(input_size, weights, num_classes, head); "
+                              f"remove it from kwargs.")
+        if name not in allowed:
+            raise ConfigError(f"task.model.kwargs.{name}={model.kwargs[name]!r}"
+                              f" is not an argument of {spec.builder.__name__}"
+                              f"; allowed: {allowed}.")
 
 
 def _validate_transfer(config):

@@ -1,0 +1,34 @@
+"""Reading ``.keras`` model files: a missing, misnamed or damaged file is a
+:class:`~igc_keras.errors.DataError` naming the option or key it came from,
+the file and what went wrong."""
+
+import os
+
+from igc_keras.errors import DataError
+
+
+def load_keras_model(path, option="model", compile=True):
+    """``keras.saving.load_model(path)`` of an existing ``.keras`` file,
+    with the package's serializable classes registered.
+
+    Raises:
+        DataError: naming ``option`` and ``path``: the file is missing, is
+            not a ``.keras`` file, or Keras cannot load it (a damaged zip, an
+            unknown layer class).
+    """
+    import keras
+
+    import igc_keras.detection.detector  # noqa: F401  (registers SSDLite)
+    import igc_keras.layers  # noqa: F401  (registers the IGC layers)
+    import igc_keras.training.schedules  # noqa: F401  (warmup schedule)
+    if "://" not in str(path) and not os.path.isfile(path):  # gs:// etc.
+        raise DataError(f"{option} {path!r} does not exist.")
+    if not str(path).endswith(".keras"):
+        raise DataError(f"{option} {path!r}: expected a .keras model file.")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # a damaged zip, an unknown layer class
+        first = str(error).strip().splitlines()
+        raise DataError(f"{option} {path!r} is not a loadable Keras model "
+                        f"({type(error).__name__}: {first[0] if first else ''})"
+                        f".") from error
