@@ -111,10 +111,27 @@ def _experiment(args):
     return load_experiment(args.recipe, args.overrides)
 
 
+def _metrics(values):
+    return "  ".join(f"{key} {value:.4f}" for key, value in values.items()
+                     if isinstance(value, (int, float)))
+
+
 def train_command(args):
+    from igc_keras.training.experiment import FILES
     from igc_keras.training.trainer import train
-    _, result = train(_experiment(args))
-    print(json.dumps(result, indent=2))
+    config = _experiment(args)
+    _, result = train(config)
+    model_dir = config.trainer.model_dir
+    print(f"trained {config.task.model.name}: {result.get('epochs')} epoch(s)"
+          f" x {result.get('steps_per_epoch')} steps ({result.get('loop')} "
+          f"loop, {result.get('replicas')} replica(s))")
+    print(f"final: {_metrics(result.get('final', {}))}")
+    if "coco_eval" in result:
+        print(f"COCO: {_metrics(result['coco_eval'])}")
+    written = [name for name in FILES.values()
+               if os.path.exists(os.path.join(model_dir, name))]
+    print(f"in {model_dir}: {', '.join(written)} ({FILES['result']}: every "
+          f"epoch's metrics)")
     return 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from console import TF_LOG_LINE, igc_keras
 from igc_keras.data.classification import digits_arrays
 from igc_keras.training.config import ConfigError, load_experiment
 from igc_keras.training.trainer import evaluate, train
@@ -283,12 +284,18 @@ QUICKSTART = os.path.join(os.path.dirname(__file__), os.pardir, "recipes",
 
 
 def _train_quickstart(model_dir, *overrides):
-    run = subprocess.run(
-        [sys.executable, "-m", "igc_keras_cli", "train", QUICKSTART, "--set",
-         f"trainer.model_dir={model_dir}"] + [
-            arg for item in overrides for arg in ("--set", item)],
-        capture_output=True, text=True, env=ENV, timeout=1800)
+    """``igc-keras train recipes/quickstart.yaml`` through the installed
+    console script, in a user's environment (no TF_CPP_MIN_LOG_LEVEL): it
+    succeeds and prints no TensorFlow C++ log line and no warning."""
+    run = igc_keras("train", QUICKSTART, "--set",
+                    f"trainer.model_dir={model_dir}",
+                    *[arg for item in overrides for arg in ("--set", item)],
+                    timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
+    printed = run.stdout + run.stderr
+    assert not TF_LOG_LINE.search(printed), printed[-3000:]
+    assert "Warning" not in printed, printed[-3000:]
+    assert f"in {model_dir}: " in run.stdout and "best.keras" in run.stdout
     return _result(model_dir)
 
 

@@ -67,6 +67,26 @@ def test_recipe_overrides_defaults_and_set_overrides_recipe(tmp_path):
      r"task\.model\.input_mean must be 3 RGB values"),
     ("task: {train_data: {source: digits, split: training}}", None),
     ("trainer: {epochs: [", "is not valid YAML"),
+    ("trainer: {optimizer: {momentum: -1}}",
+     r"trainer\.optimizer\.momentum must be in \[0, 1\); got -1"),
+    ("trainer: {optimizer: {type: adam, nesterov: true}}",
+     r"trainer\.optimizer\.nesterov=true is SGD's"),
+    ("task: {train_data: {shuffle_buffer: 0}}",
+     r"task\.train_data\.shuffle_buffer must be >= 1; got 0"),
+    ("task: {train_data: {min_crop_area: 0}}",
+     r"task\.train_data\.min_crop_area must be in \(0, 1\]; got 0"),
+    ("task: {model: {input_size: [224, 224, 1]}}",
+     r"task\.model\.input_size=\[224, 224, 1\]: .*3 channels.*got 1"),
+    ("task: {model: {name: igcv9}}", r"task\.model\.name: unknown model"),
+    ("task: {model: {kwargs: {depth: 3}}}",
+     r"task\.model\.kwargs\.depth=3 is not an argument of IGCV3; allowed: "
+     r"\[.*'alpha'"),
+    ("task: {model: {kwargs: {classes: 3}}}",
+     r"task\.model\.kwargs\.classes: set by the task"),
+    ("trainer: {learning_rate: {type: step, decay_rate: 0}}",
+     r"trainer\.learning_rate\.decay_rate must be > 0"),
+    ("trainer: {learning_rate: {initial_learning_rate: .nan}}",
+     r"initial_learning_rate: expected a finite number"),
 ])
 def test_malformed_recipes_fail_fast_naming_the_key(text, message):
     if message is None:  # a bad split is caught when the data is checked
@@ -81,9 +101,35 @@ def test_malformed_recipes_fail_fast_naming_the_key(text, message):
         load_experiment(text=text)
 
 
+def test_numbers_in_exponent_form_are_numbers_in_recipes_and_overrides():
+    """PyYAML (YAML 1.1) reads ``1e-3`` and ``1.0e12`` as strings; recipes
+    read them as numbers, integral ones also for integer keys."""
+    config = load_experiment(text=textwrap.dedent("""
+        trainer:
+          learning_rate: {initial_learning_rate: 1e-3, decay_rate: 1.0e12}
+          checkpoint: {max_to_keep: 1e1}
+        task: {losses: {weight_decay: 4E-5}}
+    """), overrides=["task.train_data.shuffle_buffer=1e4",
+                     "trainer.optimizer.momentum=9e-1"])
+    assert config.trainer.learning_rate.initial_learning_rate == 1e-3
+    assert config.trainer.learning_rate.decay_rate == 1e12
+    assert config.trainer.checkpoint.max_to_keep == 10
+    assert config.task.losses.weight_decay == 4e-5
+    assert config.task.train_data.shuffle_buffer == 10000
+    assert config.trainer.optimizer.momentum == 0.9
+    with pytest.raises(ConfigError, match=r"trainer\.epochs: expected an "
+                                          r"integer; got 1.5"):
+        load_experiment(overrides=["trainer.epochs=15e-1"])
+
+
 def test_bad_override_and_missing_file():
     with pytest.raises(ConfigError, match="key=value"):
         load_experiment(overrides=["trainer.epochs"])
+    with pytest.raises(ConfigError, match=r"--set trainer\.epochs=\{3 is not "
+                                          r"valid YAML"):
+        load_experiment(overrides=["trainer.epochs={3"])
+    with pytest.raises(ConfigError, match="is not a dotted recipe key"):
+        load_experiment(overrides=["trainer epochs=3"])
     with pytest.raises(ConfigError, match="cannot read recipe"):
         load_experiment("/no/such/recipe.yaml")
 
