@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from conftest import DATA, SHARED
 from igc_keras.design import count_params
+from igc_keras.errors import DataError
 from igc_keras.detection import ssdlite_network
 from igc_keras.detection.anchors import generate_anchors
 from igc_keras.detection.box_coding import (encode_targets, match_anchors,
@@ -146,14 +147,17 @@ def test_coco_reader_handles_bad_annotations(tmp_path):
     first, second = coco.images
     np.testing.assert_allclose(first.boxes, [[0.5, 0.75, 1.0, 1.0]])  # clipped
     assert list(first.labels) == [1]  # dog: id 18 -> label 1 (sorted ids)
-    assert coco.dropped_degenerate == 1 and coco.crowd == 1
+    counts = coco.counts()
+    assert (counts.empty, counts.crowd, counts.kept, counts.clipped) == \
+        (1, 1, 1, 1)
     assert len(first.crowd_boxes) == 1
     assert second.boxes.shape == (0, 4)  # no annotations: kept, background
     data["annotations"].append({"id": 9, "image_id": 2, "category_id": 99,
                                 "bbox": [1, 1, 5, 5]})
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=r"annotation 9 of image 2 has "
-                                         r"category_id=99"):
+    with pytest.raises(DataError, match=r"annotation id 9 \(image 2\): "
+                                        r"'category_id' is 99; expected one "
+                                        r"of the file's category ids \[1, 18\]"):
         load_coco_annotations(str(path))
 
 

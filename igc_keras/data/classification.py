@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from igc_keras.data.folders import (IMAGE_EXTENSIONS, class_image_files,
                                    scan_image_folder)
+from igc_keras.data.sharding import shard_dataset
 
 #: ``augmentation: light``: the Keras transfer-learning guide's random
 #: horizontal flip, translation and zoom (fractions of the image size).
@@ -253,9 +254,7 @@ def build_classification_dataset(config, image_size, batch_size,
     """
     size = tuple(int(s) for s in image_size)
     dataset = _source(config, key, scan, seed)
-    if input_context and input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(input_context.num_input_pipelines,
-                                input_context.input_pipeline_id)
+    dataset = shard_dataset(dataset, input_context)
     if config.cache:
         dataset = dataset.cache()
     if config.is_training:

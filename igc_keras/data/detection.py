@@ -4,9 +4,13 @@ Each example is decoded (grayscale expanded to RGB), optionally flipped
 horizontally with its boxes, resized to the model's square size and turned
 into SSD targets against the model's anchors, all in TF ops:
 ``(image (S, S, 3) float32 0..255, {"boxes": (A, 4), "classes": (A,)})``.
-Annotations go through :func:`igc_keras.detection.coco.load_coco_annotations`
-(clipped / dropped degenerate boxes, crowd regions kept apart, unknown
-categories refused).
+:func:`coco_detection_dataset` is the one pipeline, for direct use and for
+the recipe trainer. Annotations go through
+:func:`igc_keras.detection.coco.load_coco_annotations` (boxes clipped,
+non-finite and empty boxes dropped, crowd regions kept apart, malformed
+records refused); the selected images are checked on disk first
+(:func:`igc_keras.data.coco_images.check_coco_images`: missing files and
+sizes other than the records' are refused).
 
 Training augmentation (``augment``):
 
@@ -23,8 +27,11 @@ import os
 
 import tensorflow as tf
 
+from igc_keras.data.coco_images import check_coco_images
+from igc_keras.data.sharding import shard_dataset
 from igc_keras.detection.box_coding import encode_targets
 from igc_keras.detection.coco import load_coco_annotations
+from igc_keras.errors import DataError
 
 
 #: The SSD / TF OD API ``ssd_random_crop`` settings.
@@ -167,82 +174,37 @@ def first_image_ids(annotation_path, count):
         annotation_path).images[:count]]
 
 
-def coco_folder_examples(image_dir, annotation_path, image_ids=None,
-                         key="image_dir"):
-    """A COCO-format folder as a dataset of ``(image uint8, boxes, labels)``.
-
-    Returns:
-        ``(dataset of (path, boxes, labels), annotations, load)`` where
-        ``load(path, boxes, labels)`` decodes the image; raises
-        ``ValueError`` naming ``key`` when images are missing or none is
-        selected.
-    """
+def _coco_folder_examples(image_dir, annotation_path, image_ids, check_files):
+    """A COCO-format folder as ``(dataset of (path, boxes, labels, size),
+    annotations, records, load)``; ``load`` decodes an element to ``(image
+    uint8 (H, W, 3), boxes, labels)`` and fails, naming the file, when the
+    decoded size is not the record's ``size`` (height, width)."""
     coco = load_coco_annotations(annotation_path)
-    wanted = None if image_ids is None else set(image_ids)
-    records = [r for r in coco.images if wanted is None or r.image_id in wanted]
+    records = coco.select(image_ids)
     if not records:
-        raise ValueError(f"annotation file {annotation_path!r}: no images "
-                         f"selected (image_ids={image_ids}).")
-    missing = [r.file_name for r in records
-               if not os.path.isfile(os.path.join(image_dir, r.file_name))]
-    if missing:
-        raise ValueError(f"{key}={image_dir!r} lacks {len(missing)} of the "
-                         f"annotated images, e.g. {missing[:3]}.")
+        raise DataError(f"{annotation_path}: none of its {len(coco.images)} "
+                        f"images is selected (image_ids={image_ids}).")
+    if check_files:
+        check_coco_images(coco, image_dir, records)
     paths = tf.constant([os.path.join(image_dir, r.file_name) for r in records])
     boxes = tf.ragged.constant([r.boxes.tolist() for r in records],
                                ragged_rank=1, inner_shape=(4,),
                                dtype=tf.float32)
     labels = tf.ragged.constant([r.labels.tolist() for r in records],
                                 dtype=tf.int32)
+    sizes = tf.constant([[r.height, r.width] for r in records], tf.int32)
 
-    def load(path, box, label):
+    def load(path, box, label, size):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3,
                                    expand_animations=False)
-        return image, box, label
-    dataset = tf.data.Dataset.from_tensor_slices((paths, boxes, labels))
-    return dataset, coco, load
-
-
-def coco_detection_dataset(image_dir, annotation_path, anchors, image_size=320,
-                           batch_size=8, training=True, shuffle_buffer=1000,
-                           seed=0, image_ids=None, augment="ssd",
-                           input_context=None):
-    """Batched SSD training / evaluation data from a COCO-format folder.
-
-    Args:
-        image_dir: folder of the images named in the annotation file.
-        annotation_path: COCO ``instances_*.json``.
-        anchors: ``(A, 4)`` the model's anchors (``SSDLite.anchors``).
-        training: shuffle, repeat, augment, drop the remainder.
-        augment: one of :data:`AUGMENTATIONS` (see the module docstring);
-            used only when ``training``.
-        image_ids: restrict to these images (default: all in the file).
-        input_context: ``tf.distribute.InputContext``: this pipeline's shard.
-
-    Returns:
-        ``(dataset, annotations)`` — the ``tf.data.Dataset`` and the parsed
-        :class:`~igc_keras.detection.coco.CocoAnnotations`.
-    """
-    transform = detection_transform(anchors, image_size, training, augment,
-                                    seed)
-    dataset, coco, load = coco_folder_examples(image_dir, annotation_path,
-                                               image_ids)
-    dataset = _shard(dataset, input_context)
-    if training:
-        dataset = dataset.shuffle(min(shuffle_buffer, len(coco.images)),
-                                  seed=seed, reshuffle_each_iteration=True
-                                  ).repeat()
-    dataset = dataset.map(lambda *x: transform(*load(*x)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
-    return dataset.prefetch(tf.data.AUTOTUNE), coco
-
-
-def _shard(dataset, input_context):
-    if input_context and input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(input_context.num_input_pipelines,
-                                input_context.input_pipeline_id)
-    return dataset
+        decoded = tf.shape(image)[:2]
+        same = tf.debugging.Assert(tf.reduce_all(tf.equal(decoded, size)), [
+            f"{annotation_path}: the image", path, "decodes to (height, "
+            "width)", decoded, "but its record says", size])
+        with tf.control_dependencies([same]):
+            return tf.identity(image), box, label
+    dataset = tf.data.Dataset.from_tensor_slices((paths, boxes, labels, sizes))
+    return dataset, coco, records, load
 
 
 def tfds_coco_examples(name="coco/2017", split="train", data_dir=None):
@@ -261,43 +223,67 @@ def tfds_coco_examples(name="coco/2017", split="train", data_dir=None):
     return dataset.map(unpack, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def detection_dataset(data, anchors, image_size, batch_size,
-                      input_context=None, key="task.train_data", seed=0,
-                      drop_remainder=None):
-    """The recipe trainer's detection input for one ``DataConfig``.
+def coco_detection_dataset(image_dir, annotation_path, anchors, image_size=320,
+                           batch_size=8, training=True, shuffle_buffer=1000,
+                           seed=0, image_ids=None, augment="ssd",
+                           input_context=None, cache=False,
+                           drop_remainder=None, check_files=True, tfds=None):
+    """Batched SSD training / evaluation data: the one detection pipeline
+    (the recipe trainer's ``DetectionTask`` calls it too).
 
-    ``data.source``: ``coco`` (``data_dir`` = image folder,
-    ``annotation_file`` = its ``instances_*.json``) or ``tfds``
-    (``coco/2017``). ``data.augmentation`` is one of :data:`AUGMENTATIONS`.
+    The selected images are sharded (``input_context``), optionally cached
+    decoded, shuffled (a buffer of at most the selected images) and
+    repeated when ``training``, decoded, augmented, turned into SSD targets
+    and batched.
+
+    Args:
+        image_dir: folder of the images named in the annotation file (with
+            ``tfds``: the TFDS data dir, None for the default).
+        annotation_path: COCO ``instances_*.json`` (unused with ``tfds``).
+        anchors: ``(A, 4)`` the model's anchors (``SSDLite.anchors``).
+        image_size: the model's square input side.
+        training: shuffle, repeat, augment, drop the remainder.
+        augment: one of :data:`AUGMENTATIONS` (see the module docstring);
+            used only when ``training``.
+        image_ids: restrict to these images (default: all in the file).
+        input_context: ``tf.distribute.InputContext``: this pipeline's shard.
+        cache: keep the decoded images in memory after the first epoch.
+        drop_remainder: drop the last partial batch (default: when
+            ``training``).
+        check_files: first refuse (``DataError``) selected images that are
+            missing or whose size is not their record's
+            (:func:`~igc_keras.data.coco_images.check_coco_images`).
+        tfds: ``(name, split)`` of TFDS ``coco/2017`` to read instead of a
+            COCO-format folder.
+
+    Returns:
+        ``(dataset, annotations)`` — the ``tf.data.Dataset`` of ``(images
+        (B, S, S, 3) float32 0..255, {"boxes": (B, A, 4), "classes": (B,
+        A)})`` and the parsed
+        :class:`~igc_keras.detection.coco.CocoAnnotations` (None with
+        ``tfds``); ``annotations.counts(image_ids).summary()`` tells what
+        was kept and dropped.
     """
-    training = data.is_training
-    augment = data.augmentation if training else "none"
     transform = detection_transform(anchors, image_size, training, augment,
                                     seed)
-    if data.source == "coco":
-        try:
-            dataset, _, load = coco_folder_examples(
-                data.data_dir, data.annotation_file,
-                first_image_ids(data.annotation_file, data.max_images),
-                key=f"{key}.data_dir")
-        except ValueError as error:
-            raise ValueError(f"{key}: {error}") from error
-        size = int(dataset.cardinality())
-        dataset = _shard(dataset, input_context).map(
-            load, num_parallel_calls=tf.data.AUTOTUNE)
-    elif data.source == "tfds":
-        dataset = _shard(tfds_coco_examples(data.name, data.split,
-                                            data.data_dir), input_context)
-        size = data.shuffle_buffer
+    if tfds is None:
+        dataset, coco, records, load = _coco_folder_examples(
+            image_dir, annotation_path, image_ids, check_files)
+        size = len(records)
     else:
-        raise ValueError(f"{key}.source={data.source!r}: detection reads "
-                         f"'coco' (a COCO-format folder) or 'tfds' (coco/2017).")
-    if data.cache:
+        dataset, coco, load = tfds_coco_examples(*tfds, image_dir), None, None
+        size = shuffle_buffer
+    dataset = shard_dataset(dataset, input_context)
+    if load is not None and cache:
+        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        load = None
+    if cache:
         dataset = dataset.cache()
     if training:
-        dataset = dataset.shuffle(min(data.shuffle_buffer, size), seed=seed,
+        dataset = dataset.shuffle(min(shuffle_buffer, size), seed=seed,
                                   reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    prepare = transform if load is None else lambda *x: transform(*load(*x))
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     drop = training if drop_remainder is None else drop_remainder
-    return dataset.batch(batch_size, drop_remainder=drop).prefetch(
-        tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop)
+    return dataset.prefetch(tf.data.AUTOTUNE), coco

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from igc_keras.data.coco_images import check_coco_images
 from igc_keras.detection.coco import (evaluate_coco, load_coco_annotations,
                                       to_coco_results)
 
@@ -15,12 +16,13 @@ def detect_folder(detector, image_dir, annotation_path, image_ids=None,
     """Runs ``detector`` on the annotated images; COCO result dicts.
 
     Images are resized to the detector's square size (as in training);
-    boxes are mapped back to each image's own pixel size. ``verbose``: a
-    Keras progress bar over the images (0: none).
+    boxes are mapped back to each image's own pixel size. Missing images and
+    sizes other than their records' are refused first (``DataError``).
+    ``verbose``: a Keras progress bar over the images (0: none).
     """
     coco = load_coco_annotations(annotation_path)
-    wanted = None if image_ids is None else set(image_ids)
-    records = [r for r in coco.images if wanted is None or r.image_id in wanted]
+    records = coco.select(image_ids)
+    check_coco_images(coco, image_dir, records)
     size = (detector.image_size, detector.image_size)
     results = []
     progress = keras.utils.Progbar(len(records), verbose=verbose,

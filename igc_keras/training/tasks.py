@@ -215,6 +215,7 @@ class DetectionTask:
                               f"detection backbone; allowed: "
                               f"{sorted(BACKBONES)}.")
         self.head = spec.kwargs.get("head") or BACKBONES[spec.name].default_head
+        self._checked = set()  # COCO sources check_data has checked
 
     def build_model(self, implementation="native"):
         """:class:`~igc_keras.detection.SSDLite` for the recipe."""
@@ -253,8 +254,25 @@ class DetectionTask:
 
     def check_data(self):
         """A COCO-format training file's category count must be
-        ``task.model.num_classes`` (see :meth:`class_names`)."""
+        ``task.model.num_classes`` (see :meth:`class_names`); each
+        COCO-format source's selected images must be on disk with their
+        records' sizes (a ``DataError`` otherwise), and a line tells what
+        its annotations kept, clipped and dropped
+        (:meth:`~igc_keras.detection.coco.BoxCounts.summary`)."""
         self.class_names()
+        from igc_keras.data.coco_images import check_coco_images
+        from igc_keras.data.detection import first_image_ids
+        from igc_keras.detection.coco import load_coco_annotations
+        for key in ("train_data", "validation_data"):
+            data = getattr(self.config.task, key)
+            if data.source != "coco" or key in self._checked:
+                continue
+            coco = load_coco_annotations(data.annotation_file)
+            image_ids = first_image_ids(data.annotation_file, data.max_images)
+            check_coco_images(coco, data.data_dir, coco.select(image_ids))
+            print(f"task.{key}: {coco.counts(image_ids).summary()}",
+                  flush=True)
+            self._checked.add(key)
 
     @property
     def anchors(self):
@@ -280,11 +298,25 @@ class DetectionTask:
 
     def dataset(self, data, key, batch, input_context, drop_remainder):
         """One replica's batches: ``(images, {"boxes", "classes"})``."""
-        from igc_keras.data.detection import detection_dataset
-        return detection_dataset(data, self.anchors, self.image_size, batch,
-                                 input_context, key=key,
-                                 seed=self.config.runtime.seed,
-                                 drop_remainder=drop_remainder or None)
+        from igc_keras.data.detection import (coco_detection_dataset,
+                                              first_image_ids)
+        if data.source not in ("coco", "tfds"):
+            raise ConfigError(
+                f"{key}.source={data.source!r}: detection reads 'coco' (a "
+                f"COCO-format folder) or 'tfds' (coco/2017).")
+        folder = data.source == "coco"
+        dataset, _ = coco_detection_dataset(
+            data.data_dir, data.annotation_file, self.anchors,
+            self.image_size, batch, training=data.is_training,
+            shuffle_buffer=data.shuffle_buffer, seed=self.config.runtime.seed,
+            image_ids=first_image_ids(data.annotation_file, data.max_images)
+            if folder else None,
+            augment=data.augmentation if data.is_training else "none",
+            input_context=input_context, cache=data.cache,
+            drop_remainder=drop_remainder or None,
+            check_files=folder and key.rpartition(".")[2] not in self._checked,
+            tfds=None if folder else (data.name, data.split))
+        return dataset
 
     def replica_loss_sum(self, labels, outputs, loss_fn=None):
         """The replica's SSD loss (normalised by its matches) x its batch, so
