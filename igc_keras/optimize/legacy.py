@@ -23,6 +23,8 @@ and ``tfmot`` are imported only when called (importing tfmot sets
 
 import inspect
 
+from igc_keras.walk import walk_layers
+
 #: Config keys Keras 3 writes that tf_keras layers do not take.
 _BASE_KEYS = ("name", "trainable", "dtype")
 
@@ -228,11 +230,8 @@ def _weighted_layers(model):
     """Name -> layer for every layer holding weights, nested models
     flattened."""
     found = {}
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.__class__.__name__ in (
-                "Functional", "Model", "Sequential"):
-            found.update(_weighted_layers(layer))
-        elif layer.weights:
+    for layer in walk_layers(model):
+        if layer.weights:
             if layer.name in found:
                 raise ValueError(f"two layers are named {layer.name!r}; the "
                                  f"bridge moves weights by layer name.")

@@ -26,6 +26,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from igc_keras.walk import walk_layers
+
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
 
@@ -175,7 +177,7 @@ def export_tflite(model, path, quantization="float32",
     attempts = ["as built"]
     from igc_keras.layers import GroupConv2D
     if not _is_tf_keras(model) and any(
-            isinstance(layer, GroupConv2D) for layer in _all_layers(model)):
+            isinstance(layer, GroupConv2D) for layer in walk_layers(model)):
         attempts = ["native", "split"]
     errors = []
     for implementation in attempts:
@@ -200,13 +202,6 @@ def export_tflite(model, path, quantization="float32",
                 "group_conv_implementation": implementation}
     raise RuntimeError("TFLite conversion failed with every group-conv "
                        "implementation:\n" + "\n".join(errors))
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def run_tflite(path, images, batch_size=1):
