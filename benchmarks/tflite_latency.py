@@ -25,7 +25,8 @@ import keras  # noqa: E402
 import igc_keras  # noqa: E402
 from igc_keras.applications.imagenet_utils import preprocessing_layer  # noqa: E402
 from igc_keras.data.classification import read_images  # noqa: E402
-from igc_keras.optimize.tflite import export_tflite, tflite_latency  # noqa: E402
+from igc_keras.optimize.tflite_export import export_tflite  # noqa: E402
+from igc_keras.optimize.tflite_interpreter import tflite_latency  # noqa: E402
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                        os.pardir, "shared", "data", "imagenet", "val_samples")

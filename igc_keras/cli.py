@@ -149,7 +149,8 @@ def export_command(args):
     import keras
 
     from igc_keras.data.classification import read_images
-    from igc_keras.optimize.tflite import compare_tflite, export_tflite
+    from igc_keras.optimize.tflite_export import export_tflite
+    from igc_keras.optimize.tflite_interpreter import compare_tflite
     quantization = "int8" if args.int8 else args.quantization
     try:
         from igc_keras.detection import SSDLite  # registered for loading
@@ -167,7 +168,7 @@ def export_command(args):
         output = args.output or os.path.splitext(args.model)[0] + (
             f"_{quantization}.tflite")
         if detector:  # post-processing on the device
-            from igc_keras.optimize.tflite import export_detector_tflite
+            from igc_keras.optimize.detector_tflite import export_detector_tflite
             info = export_detector_tflite(model, output, quantization,
                                           calibration)
             if check is not None:
@@ -194,8 +195,9 @@ def bench_command(args):
     import keras
     import numpy as np
 
-    from igc_keras.optimize.tflite import (describe_tflite, export_tflite,
-                                           tflite_latency)
+    from igc_keras.optimize.tflite_export import export_tflite
+    from igc_keras.optimize.tflite_interpreter import (describe_tflite,
+                                                       tflite_latency)
     if not os.path.isfile(args.model):
         print(f"igc-keras bench: {args.model!r} does not exist",
               file=sys.stderr)
