@@ -195,6 +195,8 @@ def bench_command(args):
     import keras
     import numpy as np
 
+    from igc_keras.applications.imagenet_utils import \
+        classifier_with_preprocessing
     from igc_keras.optimize.tflite_export import export_tflite
     from igc_keras.optimize.tflite_interpreter import (describe_tflite,
                                                        tflite_latency)
@@ -212,9 +214,7 @@ def bench_command(args):
         # quantization (random weights and calibration: latency only)
         baseline = keras.applications.MobileNetV2(
             input_shape=tuple(shape), weights=None)
-        inputs = keras.Input(tuple(shape))
-        wrapped = keras.Model(inputs, baseline(keras.layers.Rescaling(
-            1 / 127.5, offset=-1)(inputs)))
+        wrapped = classifier_with_preprocessing(baseline, "mobilenet_v2_1.0")
         calibration = np.random.default_rng(0).uniform(
             0, 255, [32] + shape).astype("float32")
         with tempfile.TemporaryDirectory() as directory:
