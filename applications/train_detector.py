@@ -31,6 +31,7 @@ except ImportError:  # running from a source checkout without installing
 
 from igc_keras_cli import main as cli_main  # noqa: E402
 from igc_keras.data.detection import AUGMENTATIONS  # noqa: E402
+from igc_keras.detection.ssdlite import DEFAULT_BACKBONE  # noqa: E402
 
 RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                       "recipes", "coco_ssdlite_igcv3_gpu.yaml")
@@ -83,7 +84,7 @@ def parse_args(argv=None):
     parser.add_argument("--annotations", required=True)
     parser.add_argument("--val-images")
     parser.add_argument("--val-annotations")
-    parser.add_argument("--backbone", default="igcv3_1.0")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--backbone-weights", default=None)
     parser.add_argument("--image-size", type=int, default=320)
     parser.add_argument("--batch", type=int, default=8)

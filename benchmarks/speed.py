@@ -175,7 +175,8 @@ def cpu_rows(size, repeats, train_repeats):
 
 def tflite_rows(size, runs):
     from igc_keras.data.classification import read_images
-    from igc_keras.optimize.tflite import export_tflite, tflite_latency as run
+    from igc_keras.optimize.tflite_export import export_tflite
+    from igc_keras.optimize.tflite_interpreter import tflite_latency as run
     calibration = read_images(tflite_latency.SAMPLES, (size, size), 100,
                               key="calibration")
     built = tflite_latency.models(size)

@@ -23,9 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import igc_keras  # noqa: E402
-from igc_keras.applications.imagenet_utils import preprocessing_layer  # noqa: E402
+from igc_keras.applications.imagenet_utils import \
+    classifier_with_preprocessing  # noqa: E402
 from igc_keras.data.classification import read_images  # noqa: E402
-from igc_keras.optimize.tflite import export_tflite, tflite_latency  # noqa: E402
+from igc_keras.optimize.tflite_export import export_tflite  # noqa: E402
+from igc_keras.optimize.tflite_interpreter import tflite_latency  # noqa: E402
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                        os.pardir, "shared", "data", "imagenet", "val_samples")
@@ -33,16 +35,14 @@ SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
 
 def models(size, classes=1000):
     """``{name: keras.Model}`` taking RGB 0..255 at ``size``."""
-    inputs = keras.Input((size, size, 3))
     igcv3 = igc_keras.create_model("igcv3_1.0", input_shape=(size, size, 3),
                                    classes=classes)
     mobilenet = keras.applications.MobileNetV2(input_shape=(size, size, 3),
                                                weights=None, classes=classes)
     return {
-        "igcv3_1.0": keras.Model(inputs, igcv3(preprocessing_layer(
-            "igcv3_1.0")(inputs))),
-        "mobilenet_v2_1.0": keras.Model(inputs, mobilenet(
-            keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs))),
+        "igcv3_1.0": classifier_with_preprocessing(igcv3, "igcv3_1.0"),
+        "mobilenet_v2_1.0": classifier_with_preprocessing(
+            mobilenet, "mobilenet_v2_1.0"),
     }
 
 

@@ -26,7 +26,7 @@ from tensorflow.lite.tools import flatbuffer_utils  # noqa: E402
 from tflite_latency import SAMPLES, models  # noqa: E402
 
 from igc_keras.data.classification import read_images  # noqa: E402
-from igc_keras.optimize.tflite import export_tflite  # noqa: E402
+from igc_keras.optimize.tflite_export import export_tflite  # noqa: E402
 
 
 def breakdown(path):

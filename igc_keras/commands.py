@@ -178,7 +178,8 @@ def detect_command(args):
 def export_command(args):
     from igc_keras.data.classification import read_images
     from igc_keras.detection.detector import SSDLite
-    from igc_keras.optimize.tflite import compare_tflite, export_tflite
+    from igc_keras.optimize.tflite_export import export_tflite
+    from igc_keras.optimize.tflite_interpreter import compare_tflite
     quantization = "int8" if args.int8 else args.quantization
     output = args.output or os.path.splitext(args.model)[0] + (
         f"_{quantization}.tflite")
@@ -198,7 +199,7 @@ def export_command(args):
                               "detector with igc-keras evaluate.")
         check = read_images(args.check, size, args.check_images, key="--check")
     if detector:  # post-processing on the device
-        from igc_keras.optimize.tflite import export_detector_tflite
+        from igc_keras.optimize.detector_tflite import export_detector_tflite
         info = export_detector_tflite(model, output, quantization, calibration)
     else:
         info = export_tflite(model, output, quantization, calibration,
@@ -229,8 +230,11 @@ def bench_command(args):
     import keras
     import numpy as np
 
-    from igc_keras.optimize.tflite import (describe_tflite, export_tflite,
-                                           tflite_latency)
+    from igc_keras.applications.imagenet_utils import \
+        classifier_with_preprocessing
+    from igc_keras.optimize.tflite_export import export_tflite
+    from igc_keras.optimize.tflite_interpreter import (describe_tflite,
+                                                       tflite_latency)
     check_tflite_file(args.model)
     described = describe_tflite(args.model)
     shape = described["input_shape"][1:]
@@ -242,9 +246,7 @@ def bench_command(args):
         # quantization (random weights and calibration: latency only)
         baseline = keras.applications.MobileNetV2(
             input_shape=tuple(shape), weights=None)
-        inputs = keras.Input(tuple(shape))
-        wrapped = keras.Model(inputs, baseline(keras.layers.Rescaling(
-            1 / 127.5, offset=-1)(inputs)))
+        wrapped = classifier_with_preprocessing(baseline, "mobilenet_v2_1.0")
         calibration = np.random.default_rng(0).uniform(
             0, 255, [32] + shape).astype("float32")
         with tempfile.TemporaryDirectory() as directory:

@@ -17,6 +17,7 @@ import json
 import keras
 
 from igc_keras.layers import ChannelPermutation
+from igc_keras.optimize.graph import read_graph
 
 
 def _tuple(text):
@@ -108,25 +109,9 @@ def mxnet_ops(path, feature_size=7):
     return serialise(nodes, output)
 
 
-def _history_names(structure):
-    """Layer names referenced by a serialised inbound node, in order."""
-    names = []
-    if isinstance(structure, dict):
-        if structure.get("class_name") == "__keras_tensor__":
-            names.append(structure["config"]["keras_history"][0])
-        else:
-            for value in structure.values():
-                names.extend(_history_names(value))
-    elif isinstance(structure, (list, tuple)):
-        for value in structure:
-            names.extend(_history_names(value))
-    return names
-
-
 def keras_ops(model):
-    config = model.get_config()
-    inbound = {c["name"]: _history_names(c.get("inbound_nodes", []))
-               for c in config["layers"]}
+    graph = read_graph(model, "keras_ops")
+    inbound = {name: node.inputs for name, node in graph.nodes.items()}
     nodes = {}
     for layer in model.layers:
         name = layer.name

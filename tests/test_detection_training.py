@@ -373,8 +373,8 @@ def test_detector_exports_to_tflite_with_on_device_postprocessing(tmp_path):
 
     from igc_keras.detection import SSDLite
     from igc_keras.detection.coco import load_coco_annotations
-    from igc_keras.optimize.tflite import (export_detector_tflite,
-                                           run_detector_tflite)
+    from igc_keras.optimize.detector_tflite import (export_detector_tflite,
+                                                    run_detector_tflite)
     keras.utils.set_random_seed(0)
     detector = SSDLite("igcv3_1.0", num_classes=80, image_size=128,
                        score_threshold=0.05)

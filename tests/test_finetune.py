@@ -66,8 +66,8 @@ MIN_FROZEN_FEATURE_ACCURACY = 0.65
 def igc_layers(model):
     """``(group convs with groups > 1, channel permutations)`` anywhere in
     ``model``."""
-    from igc_keras.design.counting import iter_layers
-    layers = list(iter_layers(model))
+    from igc_keras.walk import walk_layers
+    layers = list(walk_layers(model))
     return ([l for l in layers if type(l).__name__ == "GroupConv2D"
              and l.groups > 1],
             [l for l in layers if type(l).__name__ == "ChannelPermutation"])

@@ -115,7 +115,7 @@ def test_post_training_int8_of_the_trained_igc_network_agrees(trained,
 
 def test_qat_recipe_fine_tunes_and_exports_a_checked_int8_file(
         trained, tmp_path):
-    from igc_keras.optimize.tflite import describe_tflite
+    from igc_keras.optimize.tflite_interpreter import describe_tflite
     model_dir = str(tmp_path / "qat")
     config = load_experiment(None, _overrides(model_dir, epochs=2, steps=4, **{
         "task.init_checkpoint": trained, "task.quantization.enabled": True}))

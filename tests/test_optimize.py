@@ -82,7 +82,9 @@ def test_bridge_rebuilds_the_model_exactly(cifar, name, size):
 
 def test_optimize_imports_no_keras2_until_used():
     code = ("import os, sys, igc_keras, igc_keras.optimize, "
-            "igc_keras.optimize.tflite; "
+            "igc_keras.optimize.tflite_export, "
+            "igc_keras.optimize.tflite_interpreter, "
+            "igc_keras.optimize.detector_tflite; "
             "print(sorted(m for m in ('tf_keras', "
             "'tensorflow_model_optimization') if m in sys.modules), "
             "os.environ.get('TF_USE_LEGACY_KERAS'))")

@@ -68,8 +68,8 @@ MIN_LEARNT_TOP1 = 0.5
 def assert_igc_network(model):
     """The trained graph holds group convolutions (groups > 1) and channel
     permutations."""
-    from igc_keras.design.counting import iter_layers
-    layers = list(iter_layers(model))
+    from igc_keras.walk import walk_layers
+    layers = list(walk_layers(model))
     assert any(type(l).__name__ == "GroupConv2D" and l.groups > 1
                for l in layers)
     assert any(type(l).__name__ == "ChannelPermutation" for l in layers)

@@ -23,7 +23,7 @@ import functools
 import keras
 import numpy as np
 
-from igc_keras.design.counting import iter_layers
+from igc_keras.walk import walk_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +152,7 @@ def _linear_layers(model, prefix):
     from igc_keras.layers.permutation import ChannelPermutation
 
     found = []
-    for layer in iter_layers(model):
+    for layer in walk_layers(model):
         if not layer.name.startswith(prefix):
             continue
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,

@@ -20,14 +20,7 @@ import math
 
 import keras
 
-
-def iter_layers(model):
-    """Every layer of ``model``, descending into nested models."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from iter_layers(layer)
-        else:
-            yield layer
+from igc_keras.walk import walk_layers
 
 
 def _size(variable):
@@ -44,7 +37,7 @@ def count_params(model, batchnorm=True, classifier=True):
         classifier: count dense (fully connected) layers.
     """
     total = 0
-    for layer in iter_layers(model):
+    for layer in walk_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and not batchnorm:
             continue
         if isinstance(layer, keras.layers.Dense) and not classifier:
@@ -89,4 +82,4 @@ def count_mult_adds(model):
         raise ValueError(
             f"count_mult_adds needs a fixed input size; the model's input shape "
             f"is {tuple(shape)}. Build it with e.g. input_shape=(224, 224, 3).")
-    return sum(layer_mult_adds(layer) for layer in iter_layers(model))
+    return sum(layer_mult_adds(layer) for layer in walk_layers(model))

@@ -24,10 +24,12 @@ from igc_keras.detection.box_coding import (decode_boxes, encode_targets,
 from igc_keras.detection.detector import SSDLite
 from igc_keras.detection.coco import (CategoryMap, evaluate_coco,
                                       load_coco_annotations, to_coco_results)
-from igc_keras.detection.ssdlite import (BACKBONES, HEAD_DESIGNS,
-                                         backbone_features, ssdlite_network)
+from igc_keras.detection.ssdlite import (BACKBONES, DEFAULT_BACKBONE,
+                                         HEAD_DESIGNS, backbone_features,
+                                         default_head, ssdlite_network)
 
-__all__ = ["SSDLite", "BACKBONES", "CategoryMap", "HEAD_DESIGNS", "backbone_features",
+__all__ = ["SSDLite", "BACKBONES", "CategoryMap", "DEFAULT_BACKBONE",
+           "HEAD_DESIGNS", "backbone_features", "default_head",
            "decode_boxes", "encode_targets", "evaluate_coco",
            "generate_anchors", "load_coco_annotations", "match_anchors",
            "postprocess", "ssdlite_network", "to_coco_results"]

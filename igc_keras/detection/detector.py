@@ -21,7 +21,8 @@ from igc_keras.applications.imagenet_utils import preprocessing_layer
 from igc_keras.detection.anchors import generate_anchors
 from igc_keras.detection.box_coding import postprocess
 from igc_keras.detection.losses import ssd_loss
-from igc_keras.detection.ssdlite import BACKBONES, ssdlite_network
+from igc_keras.detection.ssdlite import (DEFAULT_BACKBONE, default_head,
+                                         ssdlite_network)
 
 
 @keras.saving.register_keras_serializable(package="igc_keras")
@@ -39,7 +40,7 @@ class SSDLite(keras.Model):
             recipe trainer takes them from the COCO annotation file).
     """
 
-    def __init__(self, backbone="igcv3_1.0", num_classes=80, image_size=320,
+    def __init__(self, backbone=DEFAULT_BACKBONE, num_classes=80, image_size=320,
                  head=None, backbone_weights=None, score_threshold=0.01,
                  iou_threshold=0.6, max_detections=100, class_names=None,
                  **kwargs):
@@ -51,16 +52,13 @@ class SSDLite(keras.Model):
         self.backbone_name = backbone
         self.num_classes = num_classes
         self.image_size = image_size
-        self.head = head or BACKBONES.get(
-            backbone, BACKBONES["igcv3_1.0"]).default_head
+        self.head = head or default_head(backbone)
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
         self.network = ssdlite_network(backbone, num_classes, image_size,
                                        self.head, backbone_weights)
-        self.normalize = (keras.layers.Rescaling(1 / 127.5, offset=-1.0)
-                          if backbone.startswith("mobilenet") else
-                          preprocessing_layer(backbone))
+        self.normalize = preprocessing_layer(backbone)
         # built here, eagerly: a lazily built Normalization keeps constants
         # from the graph it was first traced in
         self.normalize.build((None, image_size, image_size, 3))

@@ -31,6 +31,7 @@ from typing import Tuple
 
 import keras
 
+from igc_keras.detection.anchors import layer_shapes
 from igc_keras.layers import ChannelPermutation
 from igc_keras.layers.blocks import activation, batchnorm, conv
 from igc_keras.registry import create_model
@@ -45,16 +46,17 @@ class HeadDesign:
     extra_depths: Tuple[int, ...]
     extra_mids: Tuple[int, ...]
     extra_groups: int
-    anchors_per_location: Tuple[int, ...]
     head_depthwise_bias: bool
 
 
 HEAD_DESIGNS = {
     "tf_od_api": HeadDesign((512, 256, 256, 128), (256, 128, 128, 64), 1,
-                            (3, 6, 6, 6, 6, 6), False),
+                            False),
     "igcv3_authors": HeadDesign((512, 256, 256, 128), (256, 128, 128, 128), 2,
-                                (4, 6, 6, 6, 4, 4), True),
+                                True),
 }
+#: anchors per location come from the design's anchor shapes
+#: (:func:`igc_keras.detection.anchors.layer_shapes`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,9 @@ class Backbone:
     default_head: str
 
 
+#: the backbone SSDLite is built on when none is named
+DEFAULT_BACKBONE = "igcv3_1.0"
+
 BACKBONES = {
     "igcv3_1.0": Backbone("igcv3_1.0", "stage5_block0_shuffle", "last_relu",
                           "igcv3_authors"),
@@ -75,13 +80,20 @@ BACKBONES = {
 }
 
 
+def default_head(backbone):
+    """The head design of ``backbone`` when none is asked for: the one
+    :data:`BACKBONES` gives it (:data:`DEFAULT_BACKBONE`'s for a backbone
+    outside the table, which ``backbone_features`` then refuses)."""
+    return BACKBONES.get(backbone, BACKBONES[DEFAULT_BACKBONE]).default_head
+
+
 def _check_choice(argument, value, allowed):
     if value not in allowed:
         raise ValueError(f"`{argument}` must be one of {sorted(allowed)}; got "
                          f"{argument}={value!r}.")
 
 
-def backbone_features(backbone="igcv3_1.0", image_size=320, weights=None):
+def backbone_features(backbone=DEFAULT_BACKBONE, image_size=320, weights=None):
     """The backbone cut at its two SSD taps.
 
     Returns:
@@ -137,7 +149,7 @@ def apply_predictor(x, anchors, outputs_per_anchor, depthwise_bias, name):
     return keras.layers.Reshape((-1, outputs_per_anchor), name=f"{name}_flat")(x)
 
 
-def ssdlite_network(backbone="igcv3_1.0", num_classes=80, image_size=320,
+def ssdlite_network(backbone=DEFAULT_BACKBONE, num_classes=80, image_size=320,
                     head=None, weights=None):
     """The SSDLite network (raw predictions; anchors and decoding apart).
 
@@ -158,7 +170,7 @@ def ssdlite_network(backbone="igcv3_1.0", num_classes=80, image_size=320,
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive integer; got "
                          f"num_classes={num_classes!r}.")
-    head = head or BACKBONES.get(backbone, BACKBONES["igcv3_1.0"]).default_head
+    head = head or default_head(backbone)
     _check_choice("head", head, HEAD_DESIGNS)
     design = HEAD_DESIGNS[head]
     features = backbone_features(backbone, image_size, weights)
@@ -170,8 +182,9 @@ def ssdlite_network(backbone="igcv3_1.0", num_classes=80, image_size=320,
                               f"extra{index + 1}")
         levels.append(x)
     boxes, classes = [], []
-    for level, (feature, anchors) in enumerate(zip(
-            levels, design.anchors_per_location)):
+    for level, (feature, shapes) in enumerate(zip(levels,
+                                                  layer_shapes(head))):
+        anchors = len(shapes)
         boxes.append(apply_predictor(feature, anchors, 4,
                                      design.head_depthwise_bias,
                                      f"level{level}_box"))

@@ -30,12 +30,14 @@ _EXPORTS = {
     "to_tf_keras": "igc_keras.optimize.legacy",
     "copy_weights": "igc_keras.optimize.legacy",
     "fine_tune": "igc_keras.optimize.legacy",
-    "export_tflite": "igc_keras.optimize.tflite",
-    "run_tflite": "igc_keras.optimize.tflite",
-    "compare_tflite": "igc_keras.optimize.tflite",
-    "export_detector_tflite": "igc_keras.optimize.tflite",
-    "run_detector_tflite": "igc_keras.optimize.tflite",
-    "QUANTIZATIONS": "igc_keras.optimize.tflite",
+    "export_tflite": "igc_keras.optimize.tflite_export",
+    "QUANTIZATIONS": "igc_keras.optimize.tflite_export",
+    "run_tflite": "igc_keras.optimize.tflite_interpreter",
+    "compare_tflite": "igc_keras.optimize.tflite_interpreter",
+    "describe_tflite": "igc_keras.optimize.tflite_interpreter",
+    "tflite_latency": "igc_keras.optimize.tflite_interpreter",
+    "export_detector_tflite": "igc_keras.optimize.detector_tflite",
+    "run_detector_tflite": "igc_keras.optimize.detector_tflite",
 }
 
 __all__ = sorted(_EXPORTS)

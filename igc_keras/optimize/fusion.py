@@ -43,6 +43,7 @@ import keras
 from igc_keras.layers.branch_sum import BranchSumConv2D
 from igc_keras.layers.group_conv import block_diagonal
 from igc_keras.layers.permutation import permutation_indices
+from igc_keras.optimize.graph import read_graph, topological_order
 
 #: Elementwise activations a permutation commutes with.
 _ELEMENTWISE = {"relu", "relu6", "linear", "sigmoid", "tanh", "swish", "silu",
@@ -51,87 +52,15 @@ _ELEMENTWISE = {"relu", "relu6", "linear", "sigmoid", "tanh", "swish", "silu",
 _CONVOLUTIONS = ("Conv2D", "GroupConv2D", "DepthwiseConv2D", "BranchSumConv2D")
 
 
-class _Node:
-    """One layer call of a functional graph: what the rewrites edit."""
-
-    def __init__(self, entry, inputs, list_call, kwargs, layer):
-        self.entry = entry                  # serialized layer (class + config)
-        self.inputs = inputs                # producer names
-        self.list_call = list_call          # called on a list of tensors
-        self.kwargs = kwargs                # non-tensor call arguments
-        self.layer = layer                  # the live layer
-        self.weights = layer.get_weights() if layer is not None else []
-        self.replacement = None             # a new layer object, if any
-
-    @property
-    def name(self):
-        return self.entry["config"]["name"]
-
-    @property
-    def kind(self):
-        return self.entry["class_name"]
-
-    @property
-    def config(self):
-        return self.entry["config"]
-
-
-def _history(value, where):
-    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-        name, _, index = value["config"]["keras_history"]
-        if index != 0:
-            raise ValueError(f"fuse: layer {where!r} reads output {index} of "
-                             f"the multi-output layer {name!r}; fuse rewrites "
-                             f"graphs of single-output layers.")
-        return name
-    return None
-
-
-def functional_graph(model):
-    """``({name: node} in topological order, input names, output names)`` of
-    a functional model; each node has ``inputs`` (producer names), ``kind``
-    (class name), ``config`` and the live ``layer``."""
-    config = model.get_config()
-    if not isinstance(config, dict) or "input_layers" not in config:
-        raise ValueError(f"fuse: model {model.name!r} ({type(model).__name__})"
-                         f" is not a functional model; fuse rewrites "
-                         f"functional graphs.")
-    nodes = {}
-    for entry in config["layers"]:
-        entry = {k: v for k, v in entry.items() if k != "inbound_nodes"} | {
-            "inbound_nodes": entry.get("inbound_nodes", [])}
-        name = entry["config"]["name"]
-        inbound = entry["inbound_nodes"]
-        if entry["class_name"] == "InputLayer":
-            nodes[name] = _Node(entry, [], False, {}, None)
-            continue
-        if len(inbound) != 1:
-            raise ValueError(f"fuse: layer {name!r} is called {len(inbound)} "
-                             f"times (a shared layer); fuse rewrites graphs "
-                             f"whose layers are each called once.")
-        args, kwargs = inbound[0]["args"], inbound[0].get("kwargs", {})
-        if len(args) != 1:
-            raise ValueError(f"fuse: layer {name!r} is called with "
-                             f"{len(args)} positional arguments; expected one.")
-        arg = args[0]
-        list_call = isinstance(arg, list)
-        refs = arg if list_call else [arg]
-        inputs = [_history(r, name) for r in refs]
-        if None in inputs or any(_history(v, name) for v in kwargs.values()):
-            raise ValueError(f"fuse: layer {name!r} has a call argument that is"
-                             f" not a layer output; fuse cannot rebuild it.")
-        nodes[name] = _Node(entry, inputs, list_call, kwargs,
-                            model.get_layer(name))
-
-    def names(entries):
-        if isinstance(entries, dict):
-            raise ValueError(f"fuse: model {model.name!r} has dict inputs "
-                             f"or outputs; fuse rebuilds models whose inputs"
-                             f" and outputs are tensors or lists.")
-        if entries and not isinstance(entries[0], list):
-            entries = [entries]
-        return [e[0] for e in entries]
-    return nodes, names(config["input_layers"]), names(config["output_layers"])
+def _editable_graph(model):
+    """``(nodes, input names, output names)`` of ``model``'s graph, each node
+    also holding the ``weights`` the rewrites edit and the ``replacement``
+    layer they may build."""
+    graph = read_graph(model, "fuse")
+    for node in graph.nodes.values():
+        node.weights = node.layer.get_weights() if node.layer else []
+        node.replacement = None
+    return graph.nodes, graph.inputs, [name for name, _ in graph.outputs]
 
 
 def _consumers(nodes, name):
@@ -309,30 +238,12 @@ def _fold_batchnorm(nodes, outputs, bn):
     return True
 
 
-def _topological(nodes, inputs):
-    order, seen = [], set()
-
-    def visit(name):
-        if name in seen:
-            return
-        seen.add(name)
-        for parent in nodes[name].inputs:
-            visit(parent)
-        order.append(name)
-    for name in inputs:
-        visit(name)
-    for name in list(nodes):
-        visit(name)
-    return order
-
-
 def _build_layer(node, options):
     if node.replacement is not None:
         return node.replacement
     if node.kind == "Functional":
         return fuse(node.layer, **options)
-    entry = {k: v for k, v in node.entry.items() if k != "inbound_nodes"}
-    return keras.layers.deserialize(entry)
+    return keras.layers.deserialize(node.entry)
 
 
 GROUP_CONVOLUTIONS = ("grouped", "dense")
@@ -364,7 +275,7 @@ def fuse(model, batchnorm=True, group_convolutions="grouped"):
         raise ValueError(f"fuse: `group_convolutions` must be one of "
                          f"{GROUP_CONVOLUTIONS}; got "
                          f"group_convolutions={group_convolutions!r}.")
-    nodes, inputs, outputs = functional_graph(model)
+    nodes, inputs, outputs = _editable_graph(model)
     if group_convolutions == "dense":
         for node in nodes.values():
             if node.kind == "GroupConv2D" and node.config["groups"] > 1:
@@ -377,7 +288,7 @@ def fuse(model, batchnorm=True, group_convolutions="grouped"):
             if name in nodes and nodes[name].kind == "BatchNormalization":
                 _fold_batchnorm(nodes, outputs, nodes[name])
     tensors, layers = {}, {}
-    for name in _topological(nodes, inputs):
+    for name in topological_order(nodes, inputs):
         node = nodes[name]
         if node.kind == "InputLayer":
             config = node.config

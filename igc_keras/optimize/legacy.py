@@ -23,6 +23,9 @@ and ``tfmot`` are imported only when called (importing tfmot sets
 
 import inspect
 
+from igc_keras.optimize.graph import read_graph
+from igc_keras.walk import walk_layers
+
 #: Config keys Keras 3 writes that tf_keras layers do not take.
 _BASE_KEYS = ("name", "trainable", "dtype")
 
@@ -161,66 +164,40 @@ def _permutation(tfk, name, groups, inverse, tensor):
     return tfk.layers.Reshape(shape, name=name)(x)
 
 
-def _resolve(value, tensors):
-    """Replaces serialized Keras tensors in a node's args with the rebuilt
-    tf_keras tensors."""
-    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-        name, _, index = value["config"]["keras_history"]
-        return tensors[(name, index)]
-    if isinstance(value, (list, tuple)):
-        return [_resolve(v, tensors) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolve(v, tensors) for k, v in value.items()}
-    return value
+def _rebuild(tfk, model, inputs=None):
+    """Rebuilds one functional model's graph; returns ``(input tensors,
+    outputs)``.
 
-
-def _rebuild(tfk, config, inputs=None):
-    """Rebuilds one functional config; returns ``(input tensors, outputs)``.
-
-    ``inputs``: tensors to feed the config's input layers (when inlining a
+    ``inputs``: tensors to feed the model's input layers (when inlining a
     nested model); new ``tfk.Input`` tensors otherwise.
     """
-    tensors = {}
-    created_inputs = []
-    input_names = [entry[0] for entry in config["input_layers"]] if isinstance(
-        config["input_layers"][0], list) else [config["input_layers"][0]]
-    for layer in config["layers"]:
-        name, class_name = layer["config"]["name"], layer["class_name"]
-        cfg = layer["config"]
-        if class_name == "InputLayer":
+    graph = read_graph(model, "the tf_keras bridge", multi_output=True)
+    tensors, created_inputs = {}, []
+    for name, node in graph.nodes.items():
+        cfg = node.config
+        if node.kind == "InputLayer":
             if inputs is not None:
-                tensor = inputs[input_names.index(name)]
+                tensor = inputs[graph.inputs.index(name)]
             else:
                 tensor = tfk.Input(batch_shape=tuple(cfg["batch_shape"]),
                                    name=name)
                 created_inputs.append(tensor)
             tensors[(name, 0)] = tensor
             continue
-        if len(layer["inbound_nodes"]) > 1:
-            raise ValueError(
-                f"layer {name!r} is called {len(layer['inbound_nodes'])} times"
-                f" (a shared layer); the tf_keras bridge rebuilds graphs whose"
-                f" layers are each called once.")
-        for node in layer["inbound_nodes"]:
-            args = _resolve(node["args"], tensors)
-            argument = args[0] if len(args) == 1 else args
-            if class_name == "Functional":
-                nested = argument if isinstance(argument, list) else [argument]
-                _, out = _rebuild(tfk, cfg, nested)
-            elif class_name == "ChannelPermutation":
-                out = _permutation(tfk, name, cfg["groups"],
-                                   cfg.get("inverse", False), argument)
-            else:
-                out = _layer(tfk, class_name, cfg)(argument)
-            outs = out if isinstance(out, (list, tuple)) else [out]
-            for index, tensor in enumerate(outs):
-                tensors[(name, index)] = tensor
-    output_entries = config["output_layers"]
-    if not isinstance(output_entries[0], list):
-        output_entries = [output_entries]
-    # node indices in keras_history count a nested model's own build node;
-    # with single-call layers the (layer, tensor index) pair is unambiguous
-    outputs = [tensors[(entry[0], entry[2])] for entry in output_entries]
+        args = [tensors[reference] for reference in zip(
+            node.inputs, node.tensor_indices)]
+        argument = args if node.list_call else args[0]
+        if node.kind == "Functional":
+            _, out = _rebuild(tfk, node.layer, args)
+        elif node.kind == "ChannelPermutation":
+            out = _permutation(tfk, name, cfg["groups"],
+                               cfg.get("inverse", False), argument)
+        else:
+            out = _layer(tfk, node.kind, cfg)(argument)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for index, tensor in enumerate(outs):
+            tensors[(name, index)] = tensor
+    outputs = [tensors[reference] for reference in graph.outputs]
     return created_inputs, outputs[0] if len(outputs) == 1 else outputs
 
 
@@ -228,11 +205,8 @@ def _weighted_layers(model):
     """Name -> layer for every layer holding weights, nested models
     flattened."""
     found = {}
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.__class__.__name__ in (
-                "Functional", "Model", "Sequential"):
-            found.update(_weighted_layers(layer))
-        elif layer.weights:
+    for layer in walk_layers(model):
+        if layer.weights:
             if layer.name in found:
                 raise ValueError(f"two layers are named {layer.name!r}; the "
                                  f"bridge moves weights by layer name.")
@@ -277,12 +251,7 @@ def to_tf_keras(model):
         ``<name>_split`` and ``<name>_transpose``).
     """
     tfk = tf_keras()
-    if model.__class__.__name__ not in ("Functional", "Model") or not hasattr(
-            model, "get_config") or "layers" not in (model.get_config() or {}):
-        raise ValueError(f"model {model.name!r} ({type(model).__name__}) is "
-                         f"not a functional model; the tf_keras bridge "
-                         f"rebuilds functional graphs.")
-    inputs, outputs = _rebuild(tfk, model.get_config())
+    inputs, outputs = _rebuild(tfk, model)
     legacy = tfk.Model(inputs[0] if len(inputs) == 1 else inputs, outputs,
                        name=model.name)
     copy_weights(model, legacy)

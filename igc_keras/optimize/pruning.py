@@ -20,6 +20,7 @@ import numpy as np
 
 from igc_keras.optimize.legacy import (copy_weights, tf_keras, tfmot,
                                        to_tf_keras)
+from igc_keras.walk import walk_layers
 
 PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 
@@ -99,14 +100,9 @@ def sparsity(model):
         convolution and dense kernels.
     """
     layers, zeros, total = {}, 0, 0
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop(0)
+    for layer in walk_layers(model):
         if hasattr(layer, "pruning_vars"):  # a tfmot wrapper: its layer
             layer = layer.layer
-        if hasattr(layer, "layers") and not hasattr(layer, "kernel"):
-            stack = list(layer.layers) + stack
-            continue
         if type(layer).__name__ not in PRUNABLE + ("GroupConv2D",):
             continue
         kernel = np.asarray(layer.get_weights()[0])

@@ -20,7 +20,8 @@ last entry is the example count; :meth:`summarize` turns them into means.
 import keras
 import tensorflow as tf
 
-from igc_keras.applications.imagenet_utils import preprocessing_layer
+from igc_keras.applications.imagenet_utils import \
+    classifier_with_preprocessing
 from igc_keras.data.classification import (build_classification_dataset,
                                            dataset_size)
 from igc_keras.data.folders import check_same_classes, scan_image_folder
@@ -107,26 +108,27 @@ class ClassificationTask:
         except (ValueError, TypeError, KeyError) as error:
             raise ConfigError(f"task.model (name={spec.name!r}, kwargs="
                               f"{spec.kwargs}): {error}") from error
-        inputs = keras.Input(shape, name="images")
-        if spec.input_mean is None and spec.input_std is None:
-            normalize = preprocessing_layer(spec.name)
-        else:
+        normalize = None
+        if spec.input_mean is not None or spec.input_std is not None:
             std = spec.input_std or [1.0, 1.0, 1.0]
             normalize = keras.layers.Normalization(
                 mean=spec.input_mean or [0.0, 0.0, 0.0],
                 variance=[s * s for s in std], name="preprocessing")
-        if not transfer:
-            outputs = network(normalize(inputs))
-            return keras.Model(inputs, outputs,
-                               name=f"{network.name}_classifier")
-        # inference-mode BatchNorm in the backbone: see freeze_backbone
-        x = network(normalize(inputs), training=False)
-        if spec.head_dropout:
-            x = keras.layers.Dropout(spec.head_dropout, name="dropout")(x)
-        outputs = keras.layers.Dense(spec.num_classes,
-                                     activation=spec.classifier_activation,
-                                     dtype="float32", name="classifier")(x)
-        return keras.Model(inputs, outputs, name=f"{network.name}_classifier")
+        return classifier_with_preprocessing(
+            network, spec.name, head=self._new_head() if transfer else None,
+            preprocessing=normalize)
+
+    def _new_head(self):
+        """Dropout -> ``Dense(num_classes)`` named ``"classifier"``."""
+        spec = self.config.task.model
+
+        def head(x):
+            if spec.head_dropout:
+                x = keras.layers.Dropout(spec.head_dropout, name="dropout")(x)
+            return keras.layers.Dense(spec.num_classes,
+                                      activation=spec.classifier_activation,
+                                      dtype="float32", name="classifier")(x)
+        return head
 
     def backbone(self, model):
         """The registry network inside a model :meth:`build_model` made."""
@@ -209,12 +211,12 @@ class DetectionTask:
         self.image_size = height
         # importing the detector registers SSDLite for .keras loading
         from igc_keras.detection import SSDLite  # noqa: F401
-        from igc_keras.detection.ssdlite import BACKBONES
+        from igc_keras.detection.ssdlite import BACKBONES, default_head
         if spec.name not in BACKBONES:
             raise ConfigError(f"task.model.name={spec.name!r} is not a "
                               f"detection backbone; allowed: "
                               f"{sorted(BACKBONES)}.")
-        self.head = spec.kwargs.get("head") or BACKBONES[spec.name].default_head
+        self.head = spec.kwargs.get("head") or default_head(spec.name)
         self._checked = set()  # COCO sources check_data has checked
 
     def build_model(self, implementation="native"):

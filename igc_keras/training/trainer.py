@@ -29,7 +29,6 @@ import shutil
 import keras
 import tensorflow as tf
 
-from igc_keras.design.counting import iter_layers
 from igc_keras.errors import ConfigError
 from igc_keras.layers.group_conv import resolve_group_conv_implementation
 from igc_keras.training.callbacks import write_json
@@ -40,6 +39,7 @@ from igc_keras.training.experiment import (check_inputs,
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
 from igc_keras.training.tasks import get_task
+from igc_keras.walk import walk_layers
 
 
 # ------------------------------------------------------------- fit loop
@@ -62,7 +62,7 @@ def set_trainable(task, model, phase):
     backbone = task.backbone(model)
     backbone.trainable = phase == "full"
     if phase == "full":
-        for layer in iter_layers(backbone):
+        for layer in walk_layers(backbone):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
 
