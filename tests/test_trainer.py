@@ -157,10 +157,9 @@ def test_bad_inputs_fail_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"task\.train_data\.global_batch_size"
                                           r"=4000 is larger than the 1500"):
         train(config)
-    config = load_experiment(overrides=_overrides(str(tmp_path / "c")) + [
-        "task.model.name=igcv9"])
     with pytest.raises(ConfigError, match=r"task\.model .*igcv9"):
-        train(config)
+        load_experiment(overrides=_overrides(str(tmp_path / "c")) + [
+            "task.model.name=igcv9"])
     config = load_experiment(overrides=_overrides(str(tmp_path / "d")) + [
         "runtime.loop=fit", "runtime.distribution_strategy=tpu",
         "runtime.tpu=nowhere"])

@@ -77,7 +77,7 @@ def test_recipe_overrides_defaults_and_set_overrides_recipe(tmp_path):
      r"task\.train_data\.min_crop_area must be in \(0, 1\]; got 0"),
     ("task: {model: {input_size: [224, 224, 1]}}",
      r"task\.model\.input_size=\[224, 224, 1\]: .*3 channels.*got 1"),
-    ("task: {model: {name: igcv9}}", r"task\.model\.name: unknown model"),
+    ("task: {model: {name: igcv9}}", r"task\.model \(name='igcv9'\): unknown model"),
     ("task: {model: {kwargs: {depth: 3}}}",
      r"task\.model\.kwargs\.depth=3 is not an argument of IGCV3; allowed: "
      r"\[.*'alpha'"),

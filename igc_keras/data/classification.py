@@ -19,6 +19,7 @@ import tensorflow as tf
 from igc_keras.data.folders import (IMAGE_EXTENSIONS, class_image_files,
                                    scan_image_folder)
 from igc_keras.data.sharding import shard_dataset
+from igc_keras.errors import DataError
 
 #: ``augmentation: light``: the Keras transfer-learning guide's random
 #: horizontal flip, translation and zoom (fractions of the image size).
@@ -31,10 +32,10 @@ def read_images(directory, size, limit=None, key="directory"):
     ``(N, height, width, 3)`` array of RGB 0..255: calibration and check
     images for export. Errors name ``key``, the folder or the bad file."""
     if not os.path.isdir(directory):
-        raise ValueError(f"{key}={directory!r} is not a folder.")
+        raise DataError(f"{key}={directory!r} is not a folder.")
     files = class_image_files(directory)[:limit]
     if not files:
-        raise ValueError(f"{key}={directory!r} holds no images "
+        raise DataError(f"{key}={directory!r} holds no images "
                          f"({', '.join(IMAGE_EXTENSIONS)}).")
     images = []
     for path in files:
@@ -42,7 +43,7 @@ def read_images(directory, size, limit=None, key="directory"):
             image = tf.io.decode_image(tf.io.read_file(path), channels=3,
                                        expand_animations=False)
         except tf.errors.OpError as error:
-            raise ValueError(f"{key}: {path!r} is not a readable image "
+            raise DataError(f"{key}: {path!r} is not a readable image "
                              f"({error.message}).") from error
         images.append(_resize_crop(image, size))
     return np.stack([np.asarray(i, "float32") for i in images])
@@ -139,10 +140,10 @@ def digits_arrays(split, key="source"):
     try:
         from sklearn.datasets import load_digits
     except ImportError as error:  # pragma: no cover - a dependency
-        raise ValueError(f"{key}='digits' needs scikit-learn (pip install "
+        raise DataError(f"{key}='digits' needs scikit-learn (pip install "
                          f"scikit-learn).") from error
     if split not in ("train", "validation", "test"):
-        raise ValueError(f"{key}: the digits dataset has splits 'train' and "
+        raise DataError(f"{key}: the digits dataset has splits 'train' and "
                          f"'validation' (alias 'test'); got split={split!r}.")
     digits = load_digits()
     order = np.random.RandomState(0).permutation(len(digits.target))
@@ -179,7 +180,7 @@ def dataset_size(config, key="task.train_data", scan=None, seed=0):
                 builder.download_and_prepare()
             return builder.info.splits[config.split].num_examples
         except Exception as error:
-            raise ValueError(_tfds_message(config, key, error)) from error
+            raise DataError(_tfds_message(config, key, error)) from error
     return None
 
 
@@ -213,7 +214,7 @@ def _source(config, key, scan=None, seed=0):
                    if os.path.isdir(config.data_dir) else config.data_dir)
         names = tf.io.gfile.glob(pattern)
         if not names:
-            raise ValueError(f"{key}.data_dir: no TFRecord files match "
+            raise DataError(f"{key}.data_dir: no TFRecord files match "
                              f"{pattern!r}.")
         return tf.data.TFRecordDataset(sorted(names)).map(_tfrecord_example)
     import tensorflow_datasets as tfds
@@ -223,7 +224,7 @@ def _source(config, key, scan=None, seed=0):
             split=config.split, as_supervised=True,
             decoders={"image": tfds.decode.SkipDecoding()})
     except Exception as error:
-        raise ValueError(_tfds_message(config, key, error)) from error
+        raise DataError(_tfds_message(config, key, error)) from error
     return dataset.map(lambda image, label: (image, tf.cast(label, tf.int32)))
 
 

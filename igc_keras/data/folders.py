@@ -17,6 +17,8 @@ from typing import List
 
 import numpy as np
 
+from igc_keras.errors import DataError
+
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
@@ -78,7 +80,7 @@ class FolderScan:
             return paths, labels
         held_out = int(fraction * len(paths))
         if held_out < 1 or held_out >= len(paths):
-            raise ValueError(
+            raise DataError(
                 f"a validation split of {fraction} of the {len(paths)} "
                 f"readable images in {self.key}={self.directory!r} leaves "
                 f"{'no validation' if held_out < 1 else 'no training'} image.")
@@ -135,31 +137,31 @@ def scan_image_folder(directory, key="directory", check_images=True):
         :class:`FolderScan`.
 
     Raises:
-        ValueError (naming ``key``): the folder does not exist, has no class
+        DataError (naming ``key``): the folder does not exist, has no class
         subfolders or only one, a class has no images, or a class has no
         readable image.
     """
     if directory is None or not os.path.isdir(directory):
-        raise ValueError(f"{key}={directory!r} is not an existing directory.")
+        raise DataError(f"{key}={directory!r} is not an existing directory.")
     directory = os.fspath(directory)
     classes = sorted(name for name in os.listdir(directory)
                      if os.path.isdir(os.path.join(directory, name))
                      and not name.startswith("."))
     if not classes:
-        raise ValueError(
+        raise DataError(
             f"{key}={directory!r} has no class subfolders; expected one "
             f"subfolder per class holding its images, e.g. "
             f"{os.path.join(directory, 'cats', '0001.jpg')} and "
             f"{os.path.join(directory, 'dogs', '0001.jpg')}.")
     if len(classes) < 2:
-        raise ValueError(
+        raise DataError(
             f"{key}={directory!r} has only 1 class subfolder ({classes[0]!r}); "
             f"a classifier needs at least 2 classes.")
     files = {name: class_image_files(os.path.join(directory, name))
              for name in classes}
     empty = [name for name in classes if not files[name]]
     if empty:
-        raise ValueError(
+        raise DataError(
             f"{key}={directory!r}: class subfolder(s) {empty} contain no "
             f"images (extensions {', '.join(IMAGE_EXTENSIONS)}); remove them "
             f"or add images.")
@@ -170,7 +172,7 @@ def scan_image_folder(directory, key="directory", check_images=True):
         dead = [name for name in classes
                 if all(path in bad for path in files[name])]
         if dead:
-            raise ValueError(
+            raise DataError(
                 f"{key}={directory!r}: no image of class subfolder(s) {dead} "
                 f"can be decoded.")
     return FolderScan(directory, key, classes, files, unreadable)
@@ -179,7 +181,7 @@ def scan_image_folder(directory, key="directory", check_images=True):
 def check_same_classes(train, validation):
     """Refuses a validation folder whose classes differ from training's."""
     if validation.class_names != train.class_names:
-        raise ValueError(
+        raise DataError(
             f"{validation.key}={validation.directory!r} has class subfolders "
             f"{validation.class_names}; they must be the same as "
             f"{train.key}={train.directory!r}'s {train.class_names}.")

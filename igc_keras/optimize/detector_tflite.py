@@ -7,6 +7,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from igc_keras.errors import ConfigError
 from igc_keras.optimize.tflite_export import QUANTIZATIONS, configure_converter
 
 
@@ -60,7 +61,7 @@ def export_detector_tflite(detector, path, quantization="float32",
         dict: ``path``, ``bytes``, ``quantization``.
     """
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization={quantization!r}; allowed: "
+        raise ConfigError(f"quantization={quantization!r}; allowed: "
                          f"{QUANTIZATIONS}.")
     size = detector.image_size
     anchors = np.asarray(detector.anchors, "float32")
@@ -88,7 +89,7 @@ def export_detector_tflite(detector, path, quantization="float32",
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         converter.allow_custom_ops = True
         if quantization == "int8" and representative_data is None:
-            raise ValueError("quantization='int8' needs representative_data "
+            raise ConfigError("quantization='int8' needs representative_data "
                              "(real images).")
         configure_converter(converter, quantization, representative_data,
                             integer_builtins=False)

@@ -24,6 +24,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from igc_keras.errors import ConfigError
 from igc_keras.walk import walk_layers
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -53,7 +54,7 @@ def representative_images(images, count=100):
     time."""
     images = np.asarray(images, "float32")[:count]
     if len(images) == 0:
-        raise ValueError("representative_data is empty; int8 calibration "
+        raise ConfigError("representative_data is empty; int8 calibration "
                          "needs real images (about 100).")
 
     def generate():
@@ -80,7 +81,7 @@ def configure_converter(converter, quantization, representative_data,
             converter.representative_dataset = representative_images(
                 representative_data)
         elif integer_builtins:
-            raise ValueError(
+            raise ConfigError(
                 "quantization='int8' needs representative_data (real "
                 "images) unless the model was trained quantization-aware.")
         if integer_builtins:
@@ -151,18 +152,18 @@ def export_tflite(model, path, quantization="float32",
         models, whose grouped convs are native).
     """
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization={quantization!r}; allowed: "
+        raise ConfigError(f"quantization={quantization!r}; allowed: "
                          f"{QUANTIZATIONS}.")
     if int8_io and quantization != "int8":
-        raise ValueError(f"int8_io=True needs quantization='int8'; got "
+        raise ConfigError(f"int8_io=True needs quantization='int8'; got "
                          f"{quantization!r}.")
     shape = tuple(model.inputs[0].shape)
     if any(d is None for d in shape[1:]):
-        raise ValueError(f"model input shape {shape}: TFLite export needs a "
+        raise ConfigError(f"model input shape {shape}: TFLite export needs a "
                          f"fixed input size.")
     from igc_keras.optimize.fusion import GROUP_CONVOLUTIONS
     if group_convolutions not in GROUP_CONVOLUTIONS:
-        raise ValueError(f"group_convolutions={group_convolutions!r}; "
+        raise ConfigError(f"group_convolutions={group_convolutions!r}; "
                          f"allowed: {GROUP_CONVOLUTIONS}.")
     fused = False
     if fuse and not _is_tf_keras(model):

@@ -256,8 +256,9 @@ def load_checkpoint_into(model, path, key):
         expected = [tuple(w.shape) for w in model.weights]
         if shapes != expected:
             raise ConfigError(
-                f"{where} holds {_describe(source)}, not the recipe's model "
-                f"{_describe(model)} (first difference: "
+                f"{where} holds {_describe(source)}: its weights do not "
+                f"match the recipe's model {_describe(model)} (first "
+                f"difference: "
                 f"{_first_difference(shapes, expected)}); check "
                 f"task.model.name and num_classes.")
         model.set_weights(source.get_weights())

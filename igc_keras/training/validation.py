@@ -194,7 +194,8 @@ def _validate_model(config):
     try:
         spec = get_model_spec(model.name)
     except ValueError as error:
-        raise ConfigError(f"task.model.name: {error}") from error
+        raise ConfigError(f"task.model (name={model.name!r}): {error}") \
+            from error
     allowed = [name for name in inspect.signature(spec.builder).parameters
                if name not in TASK_ARGUMENTS]
     for name in model.kwargs:
