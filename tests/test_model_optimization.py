@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from test_trainer import (ENV, LEARN, MIN_LEARNT_TOP1, _cli,
-                          _first_epoch_logged, _log_rows)
+                          _epochs_saved, _log_rows)
 from test_trainer import _overrides as _trainer_overrides
 from test_trainer import (_digits_rgb, _rerun_after_kill, _result,
                           _run_and_kill, assert_igc_network)
@@ -163,7 +163,7 @@ def test_pruning_run_killed_resumes_and_exports_a_sparse_model(
     overrides = _overrides(model_dir, epochs=epochs, steps=steps, **{
         "task.init_checkpoint": trained, **PRUNE,
         "task.pruning.end_epoch": 1, "task.pruning.frequency": 1})
-    _run_and_kill(overrides, _first_epoch_logged(model_dir), 0.5)
+    _run_and_kill(overrides, _epochs_saved(model_dir), 0.5)
     _, result = _rerun_after_kill(overrides, model_dir, epochs * steps)
     print(f"pruning: held-out top-1 {result['final']['val_top1']:.3f}")
     assert result["final"]["val_top1"] >= MIN_LEARNT_TOP1, result
@@ -225,7 +225,7 @@ def test_qat_run_mirrored_killed_resumes_and_keeps_the_best_weights(
     assert odd.returncode == 2
     assert ("task.train_data.global_batch_size=31 is not divisible by the 2 "
             "replicas") in odd.stderr
-    _run_and_kill(overrides, _first_epoch_logged(model_dir), 0.5)
+    _run_and_kill(overrides, _epochs_saved(model_dir), 0.5)
     state = os.path.join(model_dir, "best_weights.json")
     index = os.path.join(model_dir, "best_weights", "checkpoint.index")
     with open(state) as handle:

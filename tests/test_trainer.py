@@ -239,9 +239,28 @@ def test_two_localhost_workers_train_and_checkpoint(tmp_path):
     assert not os.listdir(os.path.join(model_dir, "scratch"))
 
 
-def _first_epoch_logged(model_dir):
+def _epochs_saved(model_dir, count=1):
+    """Turns true once ``count`` epochs are logged and the last one's resume
+    point is written after its row (a file in ``backup/`` or
+    ``checkpoints/`` no older than ``log.csv``): a kill then lands in
+    epoch ``count + 1``."""
     log = os.path.join(model_dir, "log.csv")
-    return lambda: os.path.exists(log) and len(_log_rows(model_dir)) == 1
+
+    def ready():
+        if not os.path.exists(log) or len(_log_rows(model_dir)) != count:
+            return False
+        stamp = os.stat(log).st_mtime_ns
+        for folder in ("backup", "checkpoints"):
+            for root, _, names in os.walk(os.path.join(model_dir, folder)):
+                for name in names:
+                    try:
+                        if os.stat(os.path.join(root, name)).st_mtime_ns >= \
+                                stamp:
+                            return True
+                    except FileNotFoundError:  # a backup being swapped
+                        pass
+        return False
+    return ready
 
 
 def _run_and_kill(overrides, ready, delay):

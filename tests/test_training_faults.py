@@ -14,7 +14,8 @@ from conftest import DATA
 from igc_keras.errors import ConfigError, NonFiniteLossError
 from igc_keras.training.config import load_experiment
 from igc_keras.training.trainer import train
-from test_trainer import (ENV, LEARN, MIN_LEARNT_TOP1, _cli, _log_rows,
+from test_trainer import (ENV, LEARN, MIN_LEARNT_TOP1, _cli, _epochs_saved,
+                          _log_rows,
                           _overrides, _result, _run_and_kill,
                           assert_igc_network)
 
@@ -167,13 +168,11 @@ def test_mirrored_run_killed_resumes_and_keeps_the_best_model(tmp_path, loop):
         "runtime.distribution_strategy": "mirrored",
         "runtime.logical_cpu_devices": 2,
         "trainer.checkpoint.save_every_n_steps": 8})
-    log = os.path.join(model_dir, "log.csv")
     mid_epoch = os.path.join(model_dir, "checkpoints",
                              f"ckpt-{3 * steps + 8}.index")
     _run_and_kill(overrides, (lambda: os.path.exists(mid_epoch)) if
-                  loop == "custom" else (lambda: os.path.exists(log) and len(
-                      _log_rows(model_dir)) == 3), 0.0 if loop == "custom"
-                  else 1.0)
+                  loop == "custom" else _epochs_saved(model_dir, 3),
+                  0.0 if loop == "custom" else 1.0)
     assert len(_log_rows(model_dir)) == 3, "the kill missed epoch 4"
     assert not os.path.exists(os.path.join(model_dir, "result.json"))
     best = os.path.join(model_dir, "best.keras")
@@ -244,3 +243,34 @@ def test_a_corrupt_best_score_file_is_a_clear_error(tmp_path):
     keeper.on_train_begin()
     assert keeper.best == 0.5 and not keeper.improved(0.4)
     assert keeper.improved(0.6) and not keeper.improved(float("nan"))
+
+
+def test_the_log_keeps_one_row_per_epoch_when_an_epoch_is_redone(tmp_path):
+    """A run killed after logging epoch 2 (of rows 0, 1 and a row cut short)
+    but before its resume point redoes epoch 2: the rows of epoch 2 and
+    later and the cut row go, earlier rows stay, nothing is written twice."""
+    import csv
+
+    from igc_keras.training.callbacks import EpochLog
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss,val_top1\n0,2.0,0.3\n1,1.5,0.4\n2,1.2,0.")
+    log = EpochLog(str(path))
+    log.on_train_begin()
+    log.on_epoch_end(1, {"loss": 1.4, "val_top1": 0.45})
+    log.on_epoch_end(2, {"loss": 1.1, "val_top1": 0.5})
+    log.on_train_end()
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["epoch"], r["loss"]) for r in rows] == [
+        ("0", "2.0"), ("1", "1.4"), ("2", "1.1")]
+    # a fresh file and a file holding only a header get one header
+    for text in (None, "epoch,loss,val_top1\n"):
+        fresh = tmp_path / f"fresh{text is None}.csv"
+        if text:
+            fresh.write_text(text)
+        log = EpochLog(str(fresh))
+        log.on_train_begin()
+        log.on_epoch_end(0, {"loss": 2.0, "val_top1": 0.3})
+        log.on_train_end()
+        assert fresh.read_text().splitlines() == [
+            "epoch,loss,val_top1", "0,2.0,0.3"]

@@ -12,8 +12,14 @@ the tf_keras bridge's adapter, the tfmot loop).
   half a file), and the best value is kept in ``best.json`` beside it, so a
   resumed run replaces ``best.keras`` only with a better model. Non-finite
   values never count as an improvement.
+* :class:`EpochLog` is Keras' ``CSVLogger`` (``log.csv``) with one row per
+  epoch across resumed runs. Every loop writes an epoch's log and models
+  before its resume point (backup or checkpoint), so a run killed between
+  the two redoes that epoch: the first row a run writes replaces the rows of
+  that epoch and later ones, and a row cut short by a kill.
 """
 
+import csv
 import json
 import math
 import os
@@ -165,3 +171,47 @@ def replace(source, target):
         os.replace(target, old)
     os.replace(source, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class EpochLog(keras.callbacks.CSVLogger):
+    """``CSVLogger(path, append=True)`` keeping one row per epoch (see the
+    module docstring)."""
+
+    def __init__(self, path):
+        super().__init__(path, append=True)
+        self._trimmed = False
+
+    def on_train_begin(self, logs=None):
+        self._trimmed = False
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._trimmed:
+            self._trimmed = True
+            self._drop_rows_from(epoch)
+        super().on_epoch_end(epoch, logs)
+
+    def _drop_rows_from(self, epoch):
+        """Rewrites the file without rows of ``epoch`` or later and without
+        a row that is cut short (fewer fields than the header, no newline)."""
+        with open(self.filename, newline="") as handle:
+            lines = handle.readlines()
+        if not lines:
+            return
+        width = len(next(csv.reader([lines[0]], delimiter=self.sep)))
+        kept = [lines[0]] if lines[0].endswith("\n") else []
+        for line in lines[1:]:
+            fields = next(csv.reader([line], delimiter=self.sep), [])
+            if (line.endswith("\n") and len(fields) == width
+                    and fields[0].isdigit() and int(fields[0]) < epoch):
+                kept.append(line)
+        if kept == lines:
+            return
+        self.csv_file.close()
+        temporary = f"{self.filename}.partial"
+        with open(temporary, "w", newline="") as handle:
+            handle.writelines(kept)
+        os.replace(temporary, self.filename)
+        self.csv_file = open(self.filename, "a")
+        self.append_header = not kept
+        self.writer = None

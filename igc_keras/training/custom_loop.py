@@ -192,15 +192,15 @@ class CustomLoop:
                 self.task, model, self.strategy,
                 self.experiment.validation_ds,
                 config.trainer.validation_steps).items()})
-            # the non-finite check runs first: a NaN epoch saves nothing
-            callbacks.callbacks[0].on_epoch_end(epoch, logs)
-            self._save(step)
             print(f"Epoch {epoch + 1}/{config.trainer.epochs} "
                   f"({end - epoch * self.steps_per_epoch - start} steps, "
                   f"{time.time() - began:.1f}s): " +
                   " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()),
                   flush=True)
+            # the non-finite check comes first (a NaN epoch saves nothing),
+            # the resume point last (an epoch counts once its outputs are)
             callbacks.on_epoch_end(epoch, logs)
+            self._save(step)
         callbacks.on_train_end(logs)
         if config.trainer.ema.enabled:
             self.optimizer.finalize_variable_values(model.trainable_variables)

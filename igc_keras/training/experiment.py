@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from igc_keras.errors import ConfigError
 from igc_keras.layers.group_conv import resolve_group_conv_implementation
-from igc_keras.training.callbacks import SaveModel, StopOnNonFiniteLoss
+from igc_keras.training.callbacks import (EpochLog, SaveModel,
+                                         StopOnNonFiniteLoss)
 from igc_keras.training.distribute import (get_strategy, is_chief,
                                            per_replica_batch_size)
 from igc_keras.training.tasks import get_task
@@ -113,31 +114,36 @@ class Experiment:
         return datasets
 
     def forget_best(self, state=None):
-        """Called by a loop that has nothing to resume: the run starts from
-        scratch, so an earlier run's ``best.json`` in the same folder (state
-        ``state``, default the best model's) must not keep its new models
-        out of ``best.keras``."""
+        """Called by a loop that has nothing to resume: when an earlier run
+        in the same folder finished (``result.json``), its best score
+        (state ``state``, default the best model's) must not keep this run's
+        models out of ``best.keras``. Without ``result.json`` the earlier
+        run was killed before its first resume point, after writing its
+        best: that best is this run's and stays."""
         state = state or os.path.splitext(self.files["best"])[0] + ".json"
-        if self.chief and os.path.exists(state):
+        if (self.chief and os.path.exists(state)
+                and os.path.exists(self.files["result"])):
             os.remove(state)
 
     def callbacks(self, backup=None, best_state=None):
         """The callbacks every loop runs, in order: the non-finite-loss stop,
-        then (chief only) ``BackupAndRestore`` into ``backup`` (when given),
-        ``log.csv``, TensorBoard, ``last.keras`` and ``best.keras``."""
+        then (chief only) ``log.csv``, TensorBoard, ``last.keras``,
+        ``best.keras`` and last ``BackupAndRestore`` into ``backup`` (when
+        given): an epoch is a resume point only once its outputs are
+        written."""
         callbacks = [StopOnNonFiniteLoss(self.steps_per_epoch)]
         if not self.chief:
             return callbacks
-        if backup:
-            callbacks.append(keras.callbacks.BackupAndRestore(
-                backup, delete_checkpoint=False))
         callbacks += [
-            keras.callbacks.CSVLogger(self.files["log"], append=True),
+            EpochLog(self.files["log"]),
             keras.callbacks.TensorBoard(self.files["tensorboard"]),
             SaveModel(self.files["last"])]
         if self.config.trainer.checkpoint.keep_best:
             callbacks.append(SaveModel(self.files["best"], self.task.monitor,
                                        self.task.mode, best_state))
+        if backup:
+            callbacks.append(keras.callbacks.BackupAndRestore(
+                backup, delete_checkpoint=False))
         return callbacks
 
 

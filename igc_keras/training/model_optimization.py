@@ -43,8 +43,8 @@ import numpy as np
 import tensorflow as tf
 
 from igc_keras.errors import ConfigError
-from igc_keras.training.callbacks import (SaveModel, StopOnNonFiniteLoss,
-                                          write_json)
+from igc_keras.training.callbacks import (EpochLog, SaveModel,
+                                          StopOnNonFiniteLoss, write_json)
 from igc_keras.training.experiment import prepare
 from igc_keras.training.schedules import (build_optimizer,
                                           learning_rate_schedule)
@@ -108,17 +108,18 @@ def _compile(config, wrapped, task, steps_per_epoch):
 
 
 def _callbacks(experiment, best_dir):
-    """The Keras 3 loops' callbacks for tf_keras ``fit``: the non-finite-loss
-    stop first, tf_keras' own ``BackupAndRestore`` / ``CSVLogger`` /
-    ``TensorBoard``, and QAT's best weights kept as in the Keras 3 loops
-    (a TF checkpoint in ``best_weights/``, swapped in whole, its value in
-    ``best_weights.json``: a resumed run replaces it only when better)."""
+    """The Keras 3 loops' callbacks for tf_keras ``fit``, in the same order:
+    the non-finite-loss stop, ``log.csv``, tf_keras' ``TensorBoard``, QAT's
+    best weights kept as in the Keras 3 loops (a TF checkpoint in
+    ``best_weights/``, swapped in whole, its value in ``best_weights.json``:
+    a resumed run replaces it only when better) and last tf_keras'
+    ``BackupAndRestore`` (an epoch is a resume point once its outputs are
+    written)."""
     from igc_keras.optimize.legacy import tf_keras
     tfk, files = tf_keras(), experiment.files
     callbacks = [
         StopOnNonFiniteLoss(experiment.steps_per_epoch),
-        tfk.callbacks.BackupAndRestore(files["backup"]),
-        tfk.callbacks.CSVLogger(files["log"], append=True),
+        EpochLog(files["log"]),
         tfk.callbacks.TensorBoard(files["tensorboard"]),
     ]
     config = experiment.config
@@ -128,6 +129,7 @@ def _callbacks(experiment, best_dir):
             best_dir, "val_top1", "max", state=f"{best_dir}.json", suffix="",
             save=lambda model, target: model.save_weights(
                 os.path.join(target, "checkpoint"))))
+    callbacks.append(tfk.callbacks.BackupAndRestore(files["backup"]))
     return callbacks
 
 
