@@ -43,7 +43,7 @@ def _igcv3(seed=0):
     return randomize_weights(model, seed)
 
 
-@pytest.mark.parametrize("group_convolutions", ["grouped", "dense"])
+@pytest.mark.parametrize("group_convolutions", [None, "split", "dense"])
 def test_fused_igcv3_equals_training_model(photos, group_convolutions):
     model = _igcv3()
     x = preprocessing_layer("igcv3_1.0")(photos)
@@ -52,7 +52,12 @@ def test_fused_igcv3_equals_training_model(photos, group_convolutions):
     assert "ChannelPermutation" not in kinds
     assert "BatchNormalization" not in kinds
     assert kinds.count("BranchSumConv2D") == (
-        32 if group_convolutions == "grouped" else 0)
+        0 if group_convolutions == "dense" else 32)
+    # the GroupConv2D vocabulary: the model's own form, or the one asked for
+    forms = {layer.implementation for layer in fused.layers
+             if hasattr(layer, "implementation")}
+    assert forms == ({"native"} if group_convolutions is None else
+                     {"split"} if group_convolutions == "split" else set())
     reference = model.predict(x, verbose=0)
     assert np.ptp(reference) > 1.0   # outputs differ between photos
     assert _relative_difference(reference, fused.predict(x, verbose=0)) < 1e-5
@@ -135,6 +140,9 @@ def test_fuse_refuses_what_it_cannot_rebuild():
     model = _igcv3()
     with pytest.raises(ValueError, match="group_convolutions.*'sparse'"):
         fuse(model, group_convolutions="sparse")
+    with pytest.raises(ValueError, match="'grouped' is now None, 'native' or"
+                                         " 'split'"):
+        fuse(model, group_convolutions="grouped")
     sequential = keras.Sequential([keras.Input((8, 8, 4)),
                                    ChannelPermutation(2)])
     with pytest.raises(ValueError, match="not a functional model"):

@@ -1,7 +1,7 @@
 """IGCV3: interleaved low-rank group convolutions (Sun et al., BMVC 2018).
 
 Follows the authors' released MXNet model (``homles11/IGCV3``, the "IGCV3-D"
-graph in ``../shared/reference/igcv3-symbol.json``) exactly:
+graph, ``igcv3-symbol.json`` in their repository) exactly:
 
 * stem 3x3/2 conv (32) + BN + ReLU6; seven stages given by the ``(t, c, n, s)``
   table below, each an :func:`~igc_keras.layers.apply_igcv3_block` with

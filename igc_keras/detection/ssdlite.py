@@ -1,6 +1,6 @@
 """SSDLite networks: backbone taps, extra feature layers, box / class heads.
 
-Two head designs, both from ``shared/specs/architectures.md``:
+Two head designs, both from the architecture spec (SSDLite, MobileNetV2 paper):
 
 * ``tf_od_api`` — TF Object Detection API ``ssdlite_mobilenet_v2``: four extra
   layers of depth 512, 256, 256, 128 (1x1 conv to d/2 + BN + ReLU6, depthwise

@@ -17,8 +17,11 @@ Rewrites, in order, on the model's own functional graph (any builder's):
    reads its input channels in the permuted order (kernel rows permuted:
    free); a group convolution becomes a
    :class:`~igc_keras.layers.BranchSumConv2D` (one grouped convolution over
-   the branches, summed; same mult-adds, no transpose), or, with
-   ``group_convolutions="dense"``, every group convolution first becomes a
+   the branches, summed; same mult-adds, no transpose) computed the way
+   ``group_convolutions`` says (``"native"`` / ``"split"``, the
+   :class:`~igc_keras.layers.GroupConv2D` vocabulary; default each layer's
+   own), or, with ``group_convolutions="dense"``, every group convolution
+   first becomes a
    ``Conv2D`` with its block-diagonal kernel and the permutation folds into
    its rows. In IGCV3 every permutation goes: expansion -> depthwise -> BN
    -> ReLU6 -> projection.
@@ -41,7 +44,8 @@ import numpy as np
 import keras
 
 from igc_keras.layers.branch_sum import BranchSumConv2D
-from igc_keras.layers.group_conv import block_diagonal
+from igc_keras.errors import ConfigError
+from igc_keras.layers.group_conv import IMPLEMENTATIONS, block_diagonal
 from igc_keras.layers.permutation import permutation_indices
 from igc_keras.optimize.graph import read_graph, topological_order
 
@@ -246,10 +250,25 @@ def _build_layer(node, options):
     return keras.layers.deserialize(node.entry)
 
 
-GROUP_CONVOLUTIONS = ("grouped", "dense")
+#: ``fuse``'s forms of the group convolutions: ``GroupConv2D``'s
+#: implementations (None keeps each layer's own).
+GROUP_CONVOLUTIONS = IMPLEMENTATIONS
 
 
-def fuse(model, batchnorm=True, group_convolutions="grouped"):
+def check_group_convolutions(group_convolutions, where="fuse"):
+    """Refuses a ``group_convolutions`` value outside None and
+    :data:`GROUP_CONVOLUTIONS`, naming ``where``."""
+    if group_convolutions is not None and (
+            group_convolutions not in GROUP_CONVOLUTIONS):
+        hint = (" ('grouped' is now None, 'native' or 'split')"
+                if group_convolutions == "grouped" else "")
+        raise ConfigError(f"{where}: group_convolutions="
+                          f"{group_convolutions!r}; allowed: None (each "
+                          f"layer's own implementation), "
+                          f"{', '.join(map(repr, GROUP_CONVOLUTIONS))}{hint}.")
+
+
+def fuse(model, batchnorm=True, group_convolutions=None):
     """The inference form of ``model`` (see the module docstring).
 
     Args:
@@ -258,28 +277,32 @@ def fuse(model, batchnorm=True, group_convolutions="grouped"):
         batchnorm: also fold BatchNormalization into the convolutions (the
             result computes inference-mode BN); ``False`` removes only the
             permutations and leaves a trainable model.
-        group_convolutions: ``"grouped"`` keeps group convolutions grouped
-            (fewest mult-adds and weights; permutations become
+        group_convolutions: how the result computes its group convolutions,
+            in :class:`~igc_keras.layers.GroupConv2D`'s vocabulary. None
+            (default) keeps each layer's own implementation; ``"native"`` /
+            ``"split"`` set it on every group convolution (fewest mult-adds
+            and weights; permutations become
             :class:`~igc_keras.layers.BranchSumConv2D`); ``"dense"`` turns
             each into a ``Conv2D`` with its block-diagonal kernel, into which
             the permutations fold for free (``groups`` x the mult-adds of
-            those convolutions, but plain convolutions: fastest on CPU in
-            TensorFlow, measured in ``benchmarks/speed.py``). Inference
-            only: training would fill the zero blocks.
+            those convolutions, but plain convolutions; speeds per runtime in
+            ``benchmarks/README.md``). Inference only: training would fill
+            the zero blocks.
 
     Returns:
         A new ``keras.Model`` with the same inputs, outputs (to float32
         rounding) and layer names, minus the folded layers.
     """
-    if group_convolutions not in GROUP_CONVOLUTIONS:
-        raise ValueError(f"fuse: `group_convolutions` must be one of "
-                         f"{GROUP_CONVOLUTIONS}; got "
-                         f"group_convolutions={group_convolutions!r}.")
+    check_group_convolutions(group_convolutions)
     nodes, inputs, outputs = _editable_graph(model)
-    if group_convolutions == "dense":
-        for node in nodes.values():
-            if node.kind == "GroupConv2D" and node.config["groups"] > 1:
-                _densify(node)
+    for node in nodes.values():
+        if node.kind not in ("GroupConv2D", "BranchSumConv2D"):
+            continue
+        if group_convolutions == "dense" and node.kind == "GroupConv2D" and (
+                node.config["groups"] > 1):
+            _densify(node)
+        elif group_convolutions in ("native", "split"):
+            node.config["implementation"] = group_convolutions
     for name in list(nodes):
         if name in nodes and nodes[name].kind == "ChannelPermutation":
             _fold_permutation(nodes, outputs, nodes[name])

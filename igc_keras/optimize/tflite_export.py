@@ -116,7 +116,7 @@ def _runs(content, shape):
 
 def export_tflite(model, path, quantization="float32",
                   representative_data=None, int8_io=False, fuse=True,
-                  group_convolutions="grouped", per_channel=True):
+                  group_convolutions=None, per_channel=True):
     """Writes ``model`` as a ``.tflite`` file (see the module docstring).
 
     Args:
@@ -133,16 +133,16 @@ def export_tflite(model, path, quantization="float32",
             group convolutions, BatchNorm folded; same outputs, no
             TRANSPOSE in the file, faster in the interpreter). A model
             ``fuse`` cannot rebuild is converted as built, with a warning.
-        group_convolutions: passed to ``fuse``: ``"grouped"`` (smallest
-            file) or ``"dense"`` (block-diagonal kernels: faster in the
-            interpreter here, larger file).
+        group_convolutions: the group convolutions' form (``fuse``'s, in
+            :class:`~igc_keras.layers.GroupConv2D`'s vocabulary): None tries
+            ``"native"`` then ``"split"`` (smallest file); ``"native"`` /
+            ``"split"`` only that one; ``"dense"`` block-diagonal kernels
+            (larger file; speeds in ``benchmarks/README.md``).
         per_channel: ``int8`` / ``dynamic`` weights with a scale per output
             channel (the default). ``False``: one scale per tensor, which
             drops TFLite's per-channel parameters (a float32 scale and an
-            int64 zero point per output channel: IGCV3-1.0's int8 file goes
-            from 31.8% to 25.6% of the float file,
-            ``benchmarks/tflite_size.py``); check the agreement it keeps
-            with
+            int64 zero point per output channel; sizes in
+            ``benchmarks/README.md``); check the agreement it keeps with
             :func:`~igc_keras.optimize.tflite_interpreter.compare_tflite`.
 
     Returns:
@@ -161,10 +161,8 @@ def export_tflite(model, path, quantization="float32",
     if any(d is None for d in shape[1:]):
         raise ConfigError(f"model input shape {shape}: TFLite export needs a "
                          f"fixed input size.")
-    from igc_keras.optimize.fusion import GROUP_CONVOLUTIONS
-    if group_convolutions not in GROUP_CONVOLUTIONS:
-        raise ConfigError(f"group_convolutions={group_convolutions!r}; "
-                         f"allowed: {GROUP_CONVOLUTIONS}.")
+    from igc_keras.optimize.fusion import check_group_convolutions
+    check_group_convolutions(group_convolutions, "export_tflite")
     fused = False
     if fuse and not _is_tf_keras(model):
         from igc_keras.optimize.fusion import fuse as fuse_model
@@ -179,7 +177,9 @@ def export_tflite(model, path, quantization="float32",
     from igc_keras.layers import GroupConv2D
     if not _is_tf_keras(model) and any(
             isinstance(layer, GroupConv2D) for layer in walk_layers(model)):
-        attempts = ["native", "split"]
+        attempts = (["native", "split"] if group_convolutions in (None,
+                                                                  "dense")
+                    else [group_convolutions])
     errors = []
     for implementation in attempts:
         candidate = model
