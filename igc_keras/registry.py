@@ -1,7 +1,7 @@
 """The model registry: every named network, its builder and the paper's figures.
 
 One source of truth (timm style): each family module registers its variants
-as data with :func:`register` (``igc_keras.applications.zoo``, imported with
+as data with :func:`register` (``igc_keras.applications.variants``, imported with
 the package; this module imports nothing of the package); :func:`list_models`
 and :func:`create_model` read them, the ``igc-keras models`` table prints them, and the tests check
 every entry's parameters and mult-adds against its paper figures.

@@ -144,3 +144,28 @@ def test_detect_refuses_a_model_that_is_not_a_detector(tmp_path):
 def test_export_of_a_missing_model_names_it(tmp_path):
     assert_user_error(igc_keras("export", str(tmp_path / "nothing.keras")),
                       "nothing.keras", "does not exist")
+
+
+def test_a_coco_file_naming_a_missing_image_is_refused_before_training(
+        tmp_path):
+    """The annotation file lists an image that is not in the image folder:
+    the run stops before any model is built, naming the file and both
+    paths."""
+    import json
+    with open(os.path.join(ROOT, "..", "shared", "data", "coco_mini",
+                           "annotations", "instances_val2017.json")) as handle:
+        coco = json.load(handle)
+    coco["images"][0] = dict(coco["images"][0], file_name="missing.jpg")
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps(coco))
+    model_dir = tmp_path / "run"
+    recipe = os.path.join(ROOT, "recipes", "coco_ssdlite_igcv3_gpu.yaml")
+    sets = {"trainer.model_dir": str(model_dir),
+            "task.train_data.data_dir": COCO_VAL,
+            "task.train_data.annotation_file": str(annotations),
+            "task.validation_data.data_dir": COCO_VAL,
+            "task.validation_data.annotation_file": str(annotations)}
+    run = igc_keras("train", recipe, *[a for k, v in sets.items()
+                                       for a in ("--set", f"{k}={v}")])
+    assert_user_error(run, "missing.jpg", "instances.json")
+    assert not model_dir.exists()

@@ -10,7 +10,7 @@ import pytest
 from igc_keras.design import (analyse_design, balanced_branch_channels,
                               check_block, continuous_optimal_num_convs,
                               count_params, optimal_num_convs, parameters,
-                              q_of_l)
+                              balanced_block_params)
 from igc_keras.layers import (apply_igcv1_block, apply_igcv2_block,
                               apply_igcv3_block)
 from igc_keras.layers.blocks import igcv1_paths_per_pair, igcv2_design
@@ -116,23 +116,25 @@ def test_balance_condition_equation_11():
                                     channel_wise=False) == (2, 18, 18)
 
 
-def test_q_of_l_counts_the_parameters_of_a_built_block():
+def test_balanced_block_params_counts_the_parameters_of_a_built_block():
     for C, L in ((64, 3), (64, 4), (64, 7), (256, 3)):
         ks = balanced_branch_channels(C, L)
         model = _block_model(apply_igcv2_block, C, C, ks[1:])
         assert count_params(model, batchnorm=False) == parameters(C, ks)
         if round(C ** (1 / (L - 1))) ** (L - 1) == C:
-            assert parameters(C, ks) == pytest.approx(q_of_l(C, L))
+            assert parameters(C, ks) == pytest.approx(
+                balanced_block_params(C, L))
 
 
 def test_slides_claims_about_q_of_l():
     # "Q(L = 3) < Q(L = 2) if C > 4"
     for C in (5, 8, 64, 1000):
-        assert q_of_l(C, 3) < q_of_l(C, 2)
-    assert q_of_l(4, 3) == pytest.approx(q_of_l(4, 2))
+        assert balanced_block_params(C, 3) < balanced_block_params(C, 2)
+    assert balanced_block_params(4, 3) == pytest.approx(
+        balanced_block_params(4, 2))
     # "L = log(C) + 1 so that Q is minimum": argmin of the continuous Q(L)
     for C in (64, 256, 1024, 5000):
-        best = min(range(2, 20), key=lambda L: q_of_l(C, L))
+        best = min(range(2, 20), key=lambda L: balanced_block_params(C, L))
         assert best in (math.floor(continuous_optimal_num_convs(C)),
                         math.ceil(continuous_optimal_num_convs(C)))
     # the integer designer finds the cheapest exact factorisation over all L
@@ -142,4 +144,4 @@ def test_slides_claims_about_q_of_l():
         for L in range(2, 9):
             assert q <= parameters(C, balanced_branch_channels(C, L))
     with pytest.raises(ValueError, match="num_convs"):
-        q_of_l(64, 1)
+        balanced_block_params(64, 1)

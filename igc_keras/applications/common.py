@@ -141,8 +141,8 @@ def head(x, *, include_top, pooling, classes, classifier_activation):
     return x
 
 
-def finish(model, weights, config, include_top, pyramid=None,
-           converter=None, builder=""):
+def add_pyramid_and_load_weights(model, weights, config, include_top,
+                                 pyramid=None, converter=None, builder=""):
     """Attaches ``pyramid_outputs`` and loads the requested weights
     (:func:`igc_keras.applications.weights.load_weights`).
 

@@ -138,8 +138,9 @@ def IGCV1(input_shape=None, alpha=1.0, include_top=True, weights=None,
     pyramid = {"P1": "stem_relu"}
     pyramid.update({f"P{stage + 1}": f"stage{stage}_unit{IMAGENET_UNITS}_relu"
                     for stage in range(1, 5)})
-    return common.finish(model, weights, config, include_top, pyramid,
-                         converter="igcv1", builder="IGCV1")
+    return common.add_pyramid_and_load_weights(
+        model, weights, config, include_top, pyramid, converter="igcv1",
+        builder="IGCV1")
 
 
 def _cifar_blocks_per_stage(depth, identity, builder):
@@ -213,7 +214,8 @@ def IGCV1CIFAR(primary_partitions=24, secondary_partitions=2, depth=20,
     suffix = "_ident" if identity else ""
     model = keras.Model(inputs, x,
                         name=name or f"igcv1_cifar_l{L}m{M}_d{depth}{suffix}")
-    return common.finish(model, weights, None, include_top)
+    return common.add_pyramid_and_load_weights(model, weights, None,
+                                               include_top)
 
 
 def RegConvCIFAR(width=18, depth=20, input_shape=None, include_top=True,
@@ -250,4 +252,5 @@ def RegConvCIFAR(width=18, depth=20, input_shape=None, include_top=True,
                     classes=classes,
                     classifier_activation=classifier_activation)
     model = keras.Model(inputs, x, name=name or f"regconv_cifar_w{width}_d{depth}")
-    return common.finish(model, weights, None, include_top)
+    return common.add_pyramid_and_load_weights(model, weights, None,
+                                               include_top)

@@ -163,7 +163,8 @@ def IGCV2CIFAR(width=64, depth=20, family="igcv2", branch_channels=None,
                     classifier_activation=classifier_activation)
     model = keras.Model(inputs, x, name=name or
                         f"igcv2_cifar_{family.replace('_', '')}_c{width}_d{depth}")
-    return common.finish(model, weights, None, include_top)
+    return common.add_pyramid_and_load_weights(model, weights, None,
+                                               include_top)
 
 
 def _balanced_divisor(channels):
@@ -229,4 +230,5 @@ def IGCV2(input_shape=None, alpha=1.0, include_top=True, weights=None,
     model = keras.Model(inputs, x, name=name or f"igcv2_{alpha:g}")
     pyramid = {"P1": "stem_relu", "P2": "block3_relu", "P3": "block5_relu",
                "P4": "block11_relu", "P5": "block13_relu"}
-    return common.finish(model, weights, None, include_top, pyramid)
+    return common.add_pyramid_and_load_weights(model, weights, None,
+                                               include_top, pyramid)

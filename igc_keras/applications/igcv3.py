@@ -126,5 +126,6 @@ def IGCV3(input_shape=None, alpha=1.0, include_top=True, weights=None,
                     classifier_activation=classifier_activation)
     pyramid["P5"] = "last_relu"
     model = keras.Model(inputs, x, name=name or f"igcv3_{alpha:g}")
-    return common.finish(model, weights, config, include_top, pyramid,
-                         converter="igcv3", builder="IGCV3")
+    return common.add_pyramid_and_load_weights(
+        model, weights, config, include_top, pyramid, converter="igcv3",
+        builder="IGCV3")

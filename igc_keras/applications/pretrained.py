@@ -95,36 +95,21 @@ PRETRAINED = {
         converter="igcv3", input_size=(224, 224, 3),
         preprocessing=IGCV3_PREPROCESSING, top1=72.2, licence=NO_LICENCE,
         source="homles11/IGCV3 @ 83aba2f3, models/igcv3-0000.params"),
-    "igcv1_l100m2": PretrainedConfig(
-        model="igcv1_l100m2", builder="IGCV1",
-        arguments=(("alpha", 1.0), ("variant", "L100M2")),
-        origin=f"{IGCV1_REPO}/models/IGC-L100M2_ImageNet/"
-               f"resnet_gcwf_noshare_imagenet_d18b100-0095.params",
-        file_name="resnet_gcwf_noshare_imagenet_d18b100-0095.params",
-        git_blob_sha1="1dee63a039d71a5bbe0ada0343372534538e7bd8",
-        converter="igcv1", input_size=(224, 224, 3),
-        preprocessing=IGCV1_PREPROCESSING, top1=73.05, licence=NO_LICENCE,
-        source="hellozting/InterleavedGroupConvolutions @ 2871fdbd"),
-    "igcv1_l16m16": PretrainedConfig(
-        model="igcv1_l16m16", builder="IGCV1",
-        arguments=(("alpha", 1.0), ("variant", "L16M16")),
-        origin=f"{IGCV1_REPO}/models/IGC-L16M16_ImageNet/"
-               f"resnet_gcwf_noshare_imagenet_d18b16-0095.params",
-        file_name="resnet_gcwf_noshare_imagenet_d18b16-0095.params",
-        git_blob_sha1="a96f44a0f7ae49241351efc451195e4fdf4d0bfc",
-        converter="igcv1", input_size=(224, 224, 3),
-        preprocessing=IGCV1_PREPROCESSING, top1=70.60, licence=NO_LICENCE,
-        source="hellozting/InterleavedGroupConvolutions @ 2871fdbd"),
-    "igcv1_l4m32": PretrainedConfig(
-        model="igcv1_l4m32", builder="IGCV1",
-        arguments=(("alpha", 1.0), ("variant", "L4M32")),
-        origin=f"{IGCV1_REPO}/models/IGC-L4M32_ImageNet/"
-               f"resnet_gcwf_noshare_imagenet_d18b4-0095.params",
-        file_name="resnet_gcwf_noshare_imagenet_d18b4-0095.params",
-        git_blob_sha1="e13f33740800f06378006b90da35d8edc971eabf",
-        converter="igcv1", input_size=(224, 224, 3),
-        preprocessing=IGCV1_PREPROCESSING, top1=69.23, licence=NO_LICENCE,
-        source="hellozting/InterleavedGroupConvolutions @ 2871fdbd"),
+    **{f"igcv1_{variant.lower()}": PretrainedConfig(
+        model=f"igcv1_{variant.lower()}", builder="IGCV1",
+        arguments=(("alpha", 1.0), ("variant", variant)),
+        origin=f"{IGCV1_REPO}/models/IGC-{variant}_ImageNet/{file_name}",
+        file_name=file_name, git_blob_sha1=blob, converter="igcv1",
+        input_size=(224, 224, 3), preprocessing=IGCV1_PREPROCESSING,
+        top1=top1, licence=NO_LICENCE,
+        source="hellozting/InterleavedGroupConvolutions @ 2871fdbd")
+       for variant, file_name, blob, top1 in (
+           ("L100M2", "resnet_gcwf_noshare_imagenet_d18b100-0095.params",
+            "1dee63a039d71a5bbe0ada0343372534538e7bd8", 73.05),
+           ("L16M16", "resnet_gcwf_noshare_imagenet_d18b16-0095.params",
+            "a96f44a0f7ae49241351efc451195e4fdf4d0bfc", 70.60),
+           ("L4M32", "resnet_gcwf_noshare_imagenet_d18b4-0095.params",
+            "e13f33740800f06378006b90da35d8edc971eabf", 69.23))},
 }
 
 

@@ -17,7 +17,7 @@ import itertools
 import math
 
 
-def q_of_l(channels, num_convs, spatial=9):
+def balanced_block_params(channels, num_convs, spatial=9):
     """``Q(L)`` for a channel-wise spatial conv plus ``L - 1`` balanced 1x1 convs.
 
     Args:

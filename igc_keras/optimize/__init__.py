@@ -14,7 +14,7 @@ the recipe's data, optimizer and schedule
 (:mod:`igc_keras.training.model_optimization`).
 
 tfmot works only on tf_keras (Keras 2) models: :mod:`~igc_keras.optimize.
-legacy` rebuilds a Keras 3 model there from its own graph (the one compat
+tf_keras_bridge` rebuilds a Keras 3 model there from its own graph (the one compat
 point) and moves weights by layer name. Nothing here imports tf_keras or
 tfmot until a function that needs them is called.
 """
@@ -27,9 +27,9 @@ _EXPORTS = {
     "strip": "igc_keras.optimize.pruning",
     "sparsity": "igc_keras.optimize.pruning",
     "compressed_size": "igc_keras.optimize.pruning",
-    "to_tf_keras": "igc_keras.optimize.legacy",
-    "copy_weights": "igc_keras.optimize.legacy",
-    "fine_tune": "igc_keras.optimize.legacy",
+    "to_tf_keras": "igc_keras.optimize.tf_keras_bridge",
+    "copy_weights": "igc_keras.optimize.tf_keras_bridge",
+    "fine_tune": "igc_keras.optimize.tf_keras_bridge",
     "export_tflite": "igc_keras.optimize.tflite_export",
     "QUANTIZATIONS": "igc_keras.optimize.tflite_export",
     "run_tflite": "igc_keras.optimize.tflite_interpreter",

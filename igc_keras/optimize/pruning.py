@@ -1,7 +1,7 @@
 """Magnitude pruning (tfmot) of the package's Keras 3 models.
 
 :func:`prune` rebuilds the model in tf_keras (:mod:`igc_keras.optimize.
-legacy`) and wraps every convolution and dense layer in tfmot's
+tf_keras_bridge`) and wraps every convolution and dense layer in tfmot's
 ``prune_low_magnitude`` with a polynomial sparsity schedule: the 1x1, grouped
 and full convolutions and the classifier are pruned; tfmot's registry
 leaves depthwise kernels dense (their wrapper prunes nothing), so a model's
@@ -18,7 +18,7 @@ import gzip
 
 import numpy as np
 
-from igc_keras.optimize.legacy import (copy_weights, tf_keras, tfmot,
+from igc_keras.optimize.tf_keras_bridge import (copy_weights, tf_keras, tfmot,
                                        to_tf_keras)
 from igc_keras.walk import walk_layers
 

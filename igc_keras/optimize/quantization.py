@@ -1,13 +1,13 @@
 """Quantization-aware training (tfmot) of the package's Keras 3 models.
 
 :func:`quantize_aware` rebuilds the model in tf_keras through the bridge
-(:mod:`igc_keras.optimize.legacy`) and applies tfmot's default 8-bit scheme:
+(:mod:`igc_keras.optimize.tf_keras_bridge`) and applies tfmot's default 8-bit scheme:
 per-channel symmetric int8 weights, per-tensor asymmetric int8 activations,
 BatchNorm folded into the convolution before it (grouped, depthwise and
 dense ``Conv2D`` alike). BatchNorms that do not follow a convolution
 (IGCV1 places one after the channel permutation) and the input
 normalisation layers get an output-only quantize config
-(:func:`igc_keras.optimize.legacy.output_quantize_config`): TFLite runs them
+(:func:`igc_keras.optimize.tf_keras_bridge.output_quantize_config`): TFLite runs them
 as int8 multiply-add. The permutation's
 Reshape / Permute layers move data and stay unquantized.
 
@@ -27,7 +27,7 @@ where post-training int8 quantization is and fine-tuning improves on it.
 
 import numpy as np
 
-from igc_keras.optimize.legacy import (output_quantize_config, tf_keras,
+from igc_keras.optimize.tf_keras_bridge import (output_quantize_config, tf_keras,
                                        tfmot, to_tf_keras)
 
 #: tfmot's activation-range variables (``<kind>_min`` / ``<kind>_max``): a

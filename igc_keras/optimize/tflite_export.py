@@ -21,6 +21,7 @@ detectors: :mod:`igc_keras.optimize.detector_tflite`.
 import os
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -41,7 +42,7 @@ def _is_quantize_aware(model):
 
 def _saved_model(model, directory):
     if _is_tf_keras(model):
-        from igc_keras.optimize.legacy import save_serving
+        from igc_keras.optimize.tf_keras_bridge import save_serving
         save_serving(model, directory)
     else:
         model.export(directory, format="tf_saved_model", verbose=False)
@@ -51,15 +52,18 @@ def _saved_model(model, directory):
 def representative_images(images, count=100):
     """A converter ``representative_dataset`` from ``(N, H, W, 3)`` images
     (float 0..255, as the model takes them): the first ``count``, one at a
-    time."""
+    time, with a Keras progress bar of the calibration."""
     images = np.asarray(images, "float32")[:count]
     if len(images) == 0:
         raise ConfigError("representative_data is empty; int8 calibration "
                          "needs real images (about 100).")
 
     def generate():
-        for image in images:
+        # the converter calibrates while it draws: the bar is its progress
+        progress = keras.utils.Progbar(len(images), unit_name="image")
+        for index, image in enumerate(images):
             yield [image[None]]
+            progress.update(index + 1)
     return generate
 
 

@@ -81,7 +81,7 @@ def _wrap(config, model, steps_per_epoch, train_ds):
         count = config.task.quantization.calibration_images
         return optimize.quantize_aware(
             model, _images(train_ds, count) if count else None)
-    from igc_keras.optimize.legacy import tfmot
+    from igc_keras.optimize.tf_keras_bridge import tfmot
     pruning = config.task.pruning
     begin, end = _pruning_steps(config, steps_per_epoch)
     schedule = tfmot().sparsity.keras.PolynomialDecay(
@@ -92,7 +92,7 @@ def _wrap(config, model, steps_per_epoch, train_ds):
 
 
 def _compile(config, wrapped, task, steps_per_epoch):
-    from igc_keras.optimize.legacy import tf_keras
+    from igc_keras.optimize.tf_keras_bridge import tf_keras
     tfk = tf_keras()
     schedule = learning_rate_schedule(
         config.trainer, config.task.train_data.global_batch_size,
@@ -115,7 +115,7 @@ def _callbacks(experiment, best_dir):
     a resumed run replaces it only when better) and last tf_keras'
     ``BackupAndRestore`` (an epoch is a resume point once its outputs are
     written)."""
-    from igc_keras.optimize.legacy import tf_keras
+    from igc_keras.optimize.tf_keras_bridge import tf_keras
     tfk, files = tf_keras(), experiment.files
     callbacks = [
         StopOnNonFiniteLoss(experiment.steps_per_epoch),
@@ -137,7 +137,7 @@ def _export(experiment, model, wrapped, validation_ds):
     """Writes the outputs (see the module docstring); returns the result's
     ``tflite`` (and pruning) entries."""
     from igc_keras import optimize
-    from igc_keras.optimize.legacy import save_serving
+    from igc_keras.optimize.tf_keras_bridge import save_serving
     config, model_dir = experiment.config, experiment.model_dir
     export = config.trainer.checkpoint.export_saved_model
     count, steps = CHECK_IMAGES, config.trainer.validation_steps
@@ -176,7 +176,7 @@ def optimize_model(config):
     Returns:
         ``(tfmot tf_keras model, result)``; ``result`` is ``result.json``.
     """
-    from igc_keras.optimize.legacy import train
+    from igc_keras.optimize.tf_keras_bridge import train
     kind = "quantization" if config.task.quantization.enabled else "pruning"
     experiment = prepare(config, distribute=False)
     strategy = experiment.strategy

@@ -84,8 +84,9 @@ for (L, M), params in _LARGE_IDENT.items():
         description=f"IGC-L{L}M{M}+Ident, width {L * M}, depth 20"))
 
 # ------------------------------------------------------------------ IGCV2 ImageNet
-_TWICE = ("closest fit: params reproduced; mult-adds only when the stem and "
-          "3x3 convs count twice (standard count 4.9/9.3/15.2% below)")
+_SPATIAL_COUNTED_TWICE = (
+    "closest fit: params reproduced; mult-adds only when the stem and "
+    "3x3 convs count twice (standard count 4.9/9.3/15.2% below)")
 for alpha, params, madds in ((1.0, "4.1M", "564M"), (0.5, "1.3M", "156M"),
                              (0.25, "0.5M", "46M")):
     register(ModelSpec(
@@ -93,12 +94,13 @@ for alpha, params, madds in ((1.0, "4.1M", "564M"), (0.5, "1.3M", "156M"),
         PaperFigures(params, madds, f"{SLIDES}: IGCV2 vs MobileNetV1 on "
                      f"ImageNet", spatial_twice=True),
         reconstructed="MobileNetV1 body, pointwise -> two 2-group 1x1 convs "
-                      "with a permutation; " + _TWICE,
+                      "with a permutation; " + _SPATIAL_COUNTED_TWICE,
         description=f"IGCV2-{alpha} ImageNet"))
 
 # ------------------------------------------------------------------ IGCV2 CIFAR
-_T1 = ("Table 1 skeleton fitted to the IGCV2 paper's tables (params = conv "
-       "weights only, FLOPs = conv + FC)")
+_FITTED_TO_IGCV2_TABLE1 = (
+    "Table 1 skeleton fitted to the IGCV2 paper's tables (params = conv "
+    "weights only, FLOPs = conv + FC)")
 _IGCV2_ROWS = [  # (family, width, depth, K per stage, params, FLOPs, table)
     ("xception", 58, 20, None, "0.44M", "0.67e8", "Table 3"),
     ("igcv1", 96, 20, None, "0.40M", "0.82e8", "Table 3"),
@@ -131,7 +133,7 @@ for family, width, depth, ks, params, flops, table in _IGCV2_ROWS:
         kwargs, "cifar",
         PaperFigures(params, flops, f"{IGCV2_PAPER}: {table} (CIFAR-100)",
                      batchnorm=False, classifier=False),
-        reconstructed=_T1,
+        reconstructed=_FITTED_TO_IGCV2_TABLE1,
         description=f"{family} column of Table 1, C{width}, depth {depth}"))
 
 # ------------------------------------------------------------------ baselines
