@@ -197,33 +197,49 @@ def _detect_arguments(parser):
 def _export_arguments(parser):
     add = parser.add_argument
     add("model", help="a .keras model taking RGB 0..255 (a classifier, or an "
-        "SSDLite detector: exported with TFLite_Detection_PostProcess)")
-    add("--format", choices=("tflite",), default="tflite")
+        "SSDLite detector: decoded detections out, its non-max suppression "
+        "in the file)")
+    add("--format", choices=("tflite", "onnx", "openvino", "saved_model"),
+        default="tflite", help="tflite (default), onnx (ONNX Runtime), "
+        "openvino (IR .xml + .bin) or saved_model (a folder); onnx and "
+        "openvino need pip install 'igc_keras[deploy]'")
     add("--quantization", default="float32",
-        choices=("float32", "float16", "dynamic", "int8"))
+        choices=("float32", "float16", "dynamic", "int8"),
+        help="tflite: all four; onnx: float32 or int8; openvino, "
+        "saved_model: float32")
     add("--int8", action="store_true",
         help="full int8 (same as --quantization int8)")
     add("--int8-io", action="store_true", help="int8 input and output "
-        "tensors too")
+        "tensors too (tflite)")
     add("--calibration", help="folder of real images for int8 calibration "
         "(the first 100 are used)")
-    add("--check", help="folder of real images: report top-1 agreement and "
-        "the largest output difference of the TFLite file against the Keras "
-        "model")
+    add("--check", help="folder of real images: the file runs in its runtime "
+        "beside the Keras model (top-1 agreement and largest output "
+        "difference; a detector: matched detections). Without it the check "
+        "runs on 4 random images")
     add("--check-images", type=_positive_int, default=500)
+    add("--group-convolutions", choices=("native", "split", "dense"),
+        help="the group convolutions' form in the file (default: the one "
+        "the runtime runs fastest, measured: igc_keras.optimize.runtimes)")
     add("--no-fuse", action="store_true", help="convert the model as built "
         "(default: its fused inference form, igc_keras.optimize.fuse: same "
         "outputs, permutations and BatchNorm folded)")
     add("--per-tensor", action="store_true", help="one int8 scale per weight "
         "tensor: a smaller file (no per-channel scales and zero points); "
         "check its agreement with --check")
-    add("-o", "--output", help="output .tflite")
+    add("-o", "--output", help="output file (.tflite, .onnx, .xml) or "
+        "SavedModel folder; default beside the model")
 
 
 def _bench_arguments(parser):
-    parser.add_argument("model", help="a .tflite file")
+    parser.add_argument("model", help="a .tflite, .onnx or OpenVINO .xml file")
     parser.add_argument("--baseline", choices=("mobilenet_v2", "none"),
-                        default="mobilenet_v2")
+                        default="mobilenet_v2", help="also time "
+                        "keras.applications MobileNetV2-1.0 exported the same "
+                        "way (format, size, quantization)")
+    parser.add_argument("--batch-size", type=_positive_int, default=1)
+    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                        help="OpenVINO's inference precision")
     parser.add_argument("--runs", type=_positive_int, default=50)
     parser.add_argument("--threads", type=_positive_int, default=None)
 
@@ -243,10 +259,11 @@ COMMANDS = {
                  _evaluate_arguments),
     "detect": ("detect objects in an image with a trained SSDLite and draw "
                "labelled boxes", _detect_arguments),
-    "export": ("export a .keras model to TFLite (float32, float16, "
-               "dynamic-range or full int8) and check it", _export_arguments),
-    "bench": ("latency of a .tflite file in the TFLite interpreter (batch "
-              "1), beside MobileNetV2 at the same size and quantization",
+    "export": ("export a .keras model to TFLite, ONNX, OpenVINO or a "
+               "SavedModel (float32; int8 for TFLite and ONNX) and check it "
+               "in that runtime", _export_arguments),
+    "bench": ("latency of a .tflite / .onnx / OpenVINO .xml file in its "
+              "runtime, beside MobileNetV2 exported the same way",
               _bench_arguments),
 }
 

@@ -1,5 +1,8 @@
 from setuptools import find_packages, setup
 
+DEPLOY = ["onnxruntime>=1.20", "openvino>=2025.0", "tf2onnx>=1.16",
+          "onnx>=1.16"]
+
 setup(
     name="igc_keras",
     version="0.1.0",
@@ -29,8 +32,12 @@ setup(
         "tf_keras==2.21.*",
     ],
     extras_require={
-        # xdist: the suite runs on 2 workers (`addopts` in pytest.ini)
-        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist"],
+        # igc_keras.optimize.export(format="onnx" / "openvino"); imported
+        # only when asked for
+        "deploy": DEPLOY,
+        # xdist: the suite runs on 2 workers (`addopts` in pytest.ini); the
+        # deploy runtimes so that their tests run
+        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist"] + DEPLOY,
     },
     entry_points={"console_scripts": ["igc-keras=igc_keras_cli:main"]},
     classifiers=[

@@ -175,53 +175,64 @@ def detect_command(args):
     return 0
 
 
+#: export format -> the default output's ending beside the model.
+_DEFAULT_OUTPUT = {"tflite": "_{quantization}.tflite", "onnx": "_{quantization}.onnx",
+                   "openvino": "_openvino.xml", "saved_model": "_savedmodel"}
+
+
 def export_command(args):
     from igc_keras.data.classification import read_images
-    from igc_keras.detection.detector import SSDLite
-    from igc_keras.optimize.tflite_export import export_tflite
-    from igc_keras.optimize.tflite_interpreter import compare_tflite
+    from igc_keras.optimize.deploy import check_arguments, export
+    from igc_keras.optimize.serving import image_shape
     quantization = "int8" if args.int8 else args.quantization
-    output = args.output or os.path.splitext(args.model)[0] + (
-        f"_{quantization}.tflite")
-    _check_writable(output, "-o/--output")
+    output = args.output or os.path.splitext(args.model)[0] + _DEFAULT_OUTPUT[
+        args.format].format(quantization=quantization)
     from igc_keras.model_files import load_keras_model
     model = load_keras_model(args.model, "model")
-    detector = isinstance(model, SSDLite)
-    size = ((model.image_size, model.image_size) if detector else
-            tuple(model.inputs[0].shape[1:3]))
     calibration = check = None
+    size = image_shape(model)[:2]
+    # every refusal (format, quantization, output, extras) before the work
+    check_arguments(model, output, args.format, quantization,
+                    args.calibration, args.group_convolutions)
     if args.calibration:
         calibration = read_images(args.calibration, size, 100,
                                   key="--calibration")
     if args.check:
-        if detector:
-            raise ConfigError("--check compares classifiers' top-1; score a "
-                              "detector with igc-keras evaluate.")
         check = read_images(args.check, size, args.check_images, key="--check")
-    if detector:  # post-processing on the device
-        from igc_keras.optimize.detector_tflite import export_detector_tflite
-        info = export_detector_tflite(model, output, quantization, calibration)
-    else:
-        info = export_tflite(model, output, quantization, calibration,
-                             int8_io=args.int8_io, fuse=not args.no_fuse,
-                             per_channel=not args.per_tensor)
-    if check is not None:
-        info["check"] = compare_tflite(model, output, check)
+    info = export(model, output, args.format, quantization, calibration,
+                  check, group_convolutions=args.group_convolutions,
+                  fuse=not args.no_fuse, int8_io=args.int8_io,
+                  per_channel=not args.per_tensor)
     print(json.dumps(info, indent=2))
     return 0
 
 
-def check_tflite_file(path):
-    """Refuses a file that is not a TFLite flatbuffer (its identifier,
-    bytes 4..8, is ``TFL3``), naming it."""
+def check_model_file(path):
+    """Refuses a file ``bench`` cannot run, naming it: a ``.tflite`` whose
+    identifier (bytes 4..8) is not ``TFL3``, or a file that is not
+    ``.tflite`` / ``.onnx`` / ``.xml``."""
     if not os.path.isfile(path):
         raise DataError(f"model {path!r} does not exist.")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if head[4:8] != b"TFL3":
-        raise DataError(f"model {path!r} is not a TFLite file (its bytes 4..8 "
-                        f"are {head[4:8]!r}, a .tflite file has b'TFL3'); "
-                        f"write one with igc-keras export.")
+    if not str(path).endswith((".tflite", ".onnx", ".xml")):
+        raise DataError(f"model {path!r}: bench runs .tflite, .onnx and "
+                        f"OpenVINO .xml files; write one with igc-keras "
+                        f"export.")
+    if str(path).endswith(".tflite"):
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        if head[4:8] != b"TFL3":
+            raise DataError(f"model {path!r} is not a TFLite file (its bytes "
+                            f"4..8 are {head[4:8]!r}, a .tflite file has "
+                            f"b'TFL3'); write one with igc-keras export.")
+
+
+def _latency(path, args, shape=None):
+    if str(path).endswith(".tflite"):
+        from igc_keras.optimize.tflite_interpreter import tflite_latency
+        return tflite_latency(path, args.runs, threads=args.threads)
+    from igc_keras.optimize.onnx_export import latency
+    return latency(path, args.batch_size, args.runs, precision=args.precision,
+                   threads=args.threads, shape=shape)
 
 
 def bench_command(args):
@@ -232,28 +243,37 @@ def bench_command(args):
 
     from igc_keras.applications.imagenet_utils import \
         classifier_with_preprocessing
-    from igc_keras.optimize.tflite_export import export_tflite
-    from igc_keras.optimize.tflite_interpreter import (describe_tflite,
-                                                       tflite_latency)
-    check_tflite_file(args.model)
-    described = describe_tflite(args.model)
-    shape = described["input_shape"][1:]
-    row = {"model": args.model, **described,
-           "latency_ms": tflite_latency(args.model, args.runs,
-                                        threads=args.threads)}
+    from igc_keras.optimize.deploy import export
+    from igc_keras.optimize.onnx_export import describe
+    check_model_file(args.model)
+    if args.model.endswith(".tflite"):
+        from igc_keras.optimize.tflite_interpreter import describe_tflite
+        described = describe_tflite(args.model)
+        described["format"] = "tflite"
+        if args.batch_size != 1:
+            raise ConfigError(f"--batch-size {args.batch_size}: TFLite files "
+                              f"are timed at batch 1.")
+    else:
+        described = describe(args.model)
+    shape = tuple(described["input_shape"][1:])
+    row = {"model": args.model, **described, "batch_size": args.batch_size,
+           "latency_ms": _latency(args.model, args, shape)}
+    if described["format"] == "openvino":
+        row["precision"] = args.precision
     if args.baseline == "mobilenet_v2":
-        # keras.applications MobileNetV2-1.0 at the same size and
-        # quantization (random weights and calibration: latency only)
-        baseline = keras.applications.MobileNetV2(
-            input_shape=tuple(shape), weights=None)
-        wrapped = classifier_with_preprocessing(baseline, "mobilenet_v2_1.0")
+        # keras.applications MobileNetV2-1.0 at the same size, exported the
+        # same way (random weights and calibration: latency only)
+        baseline = classifier_with_preprocessing(keras.applications.MobileNetV2(
+            input_shape=shape, weights=None), "mobilenet_v2_1.0")
         calibration = np.random.default_rng(0).uniform(
-            0, 255, [32] + shape).astype("float32")
+            0, 255, (32,) + shape).astype("float32")
+        suffix = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
         with tempfile.TemporaryDirectory() as directory:
-            path = os.path.join(directory, "mobilenet_v2.tflite")
-            export_tflite(wrapped, path, described["quantization"],
-                          calibration)
-            base = tflite_latency(path, args.runs, threads=args.threads)
+            path = os.path.join(directory, "mobilenet_v2" + suffix[
+                described["format"]])
+            export(baseline, path, described["format"],
+                   described["quantization"], calibration)
+            base = _latency(path, args, shape)
         row["mobilenet_v2_latency_ms"] = base
         row["ratio_to_mobilenet_v2"] = row["latency_ms"] / base
     print(json.dumps(row, indent=2))

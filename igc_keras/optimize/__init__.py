@@ -1,4 +1,5 @@
-"""Model optimization and deployment: QAT, pruning, TFLite.
+"""Model optimization and deployment: QAT, pruning, and export to ONNX
+Runtime, OpenVINO, TFLite and SavedModel.
 
     from igc_keras import optimize
     qat = optimize.quantize_aware(model, representative_data=images)  # QAT
@@ -6,6 +7,7 @@
     optimize.export_tflite(model, "igcv3.tflite", quantization="int8",
                            representative_data=images)
     optimize.compare_tflite(model, "igcv3.tflite", images)
+    optimize.export(model, "igcv3.onnx", format="onnx", check_data=images)
     optimize.fine_tune(qat, train_ds, epochs=1)     # tf_keras fit, same data
     fused = optimize.fuse(model)   # inference form: no permutation, BN folded
 
@@ -21,6 +23,10 @@ tfmot until a function that needs them is called.
 
 _EXPORTS = {
     "fuse": "igc_keras.optimize.fusion",
+    "export": "igc_keras.optimize.deploy",
+    "check_export": "igc_keras.optimize.deploy",
+    "FORMATS": "igc_keras.optimize.runtimes",
+    "FASTEST_FORMS": "igc_keras.optimize.runtimes",
     "quantize_aware": "igc_keras.optimize.quantization",
     "prune": "igc_keras.optimize.pruning",
     "pruning_callbacks": "igc_keras.optimize.pruning",
