@@ -205,7 +205,7 @@ def _export_arguments(parser):
         "openvino need pip install 'igc_keras[deploy]'")
     add("--quantization", default="float32",
         choices=("float32", "float16", "dynamic", "int8"),
-        help="tflite: all four; onnx: float32 or int8; openvino, "
+        help="tflite: all four; onnx, openvino: float32 or int8; "
         "saved_model: float32")
     add("--int8", action="store_true",
         help="full int8 (same as --quantization int8)")

@@ -1,7 +1,7 @@
 from setuptools import find_packages, setup
 
-DEPLOY = ["onnxruntime>=1.20", "openvino>=2025.0", "tf2onnx>=1.16",
-          "onnx>=1.16"]
+DEPLOY = ["onnxruntime>=1.20", "openvino>=2025.0", "nncf>=2.14",
+          "tf2onnx>=1.16", "onnx>=1.16"]
 
 setup(
     name="igc_keras",

@@ -65,6 +65,29 @@ def test_fused_igcv3_equals_training_model(photos, group_convolutions):
     assert _kinds(model).count("ChannelPermutation") == 32
 
 
+def test_fuse_defaults_to_the_fastest_form_of_this_machine(photos):
+    """``fuse(model)``: on a CPU-only machine (this suite's) every group
+    convolution becomes a dense block-diagonal convolution — the form the
+    TF graph runs fastest there (``benchmarks/speed.py``); without
+    BatchNorm folding (a model that still trains) each keeps its own."""
+    import tensorflow as tf
+    model = _igcv3(2)
+    fused = fuse(model)
+    grouped = [layer.name for layer in fused.layers
+               if getattr(layer, "groups", 1) > 1
+               and not isinstance(layer, keras.layers.DepthwiseConv2D)]
+    if tf.config.list_physical_devices("GPU"):
+        assert grouped
+    else:
+        assert not grouped and "BranchSumConv2D" not in _kinds(fused)
+    x = preprocessing_layer("igcv3_1.0")(photos)
+    assert _relative_difference(model.predict(x, verbose=0),
+                                fused.predict(x, verbose=0)) < 1e-5
+    trainable = fuse(model, batchnorm=False)
+    assert {layer.implementation for layer in trainable.layers
+            if hasattr(layer, "implementation")} == {"native"}
+
+
 def test_fuse_without_batchnorm_leaves_a_trainable_permutation_free_model(
         photos):
     model = _igcv3(1)
@@ -93,7 +116,7 @@ def test_fused_cifar_igcv1_and_mobilenet_v2_equal_their_models(photos):
     x = photos[:, :32, :32] / 127.5 - 1
     igcv1 = randomize_weights(igc_keras.create_model(
         "igcv1_cifar_l24m2_d20", classifier_activation=None), 2)
-    fused = fuse(igcv1)
+    fused = fuse(igcv1, group_convolutions=None)
     before = _kinds(igcv1).count("ChannelPermutation")
     after = _kinds(fused).count("ChannelPermutation")
     assert _kinds(fused).count("BranchSumConv2D") > 0 and after < before
@@ -118,7 +141,7 @@ def test_fused_model_saves_and_exports(photos, tmp_path):
     outputs = backbone(preprocessing_layer("igcv3_1.0")(inputs), training=False)
     model = keras.Model(inputs, outputs)
     reference = model.predict(photos, verbose=0)
-    fused = fuse(model)
+    fused = fuse(model, group_convolutions=None)
     nested = fused.layers[-1]
     assert "ChannelPermutation" not in _kinds(nested)
     assert any(isinstance(layer, BranchSumConv2D) for layer in nested.layers)

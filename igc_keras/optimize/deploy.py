@@ -9,7 +9,8 @@
     optimize.export(model, "igcv3_savedmodel", format="saved_model")
 
 Formats (:data:`FORMATS`): ``onnx`` (ONNX Runtime; ``int8``: its static
-quantization), ``openvino`` (IR ``.xml`` + ``.bin``), ``tflite``
+quantization), ``openvino`` (IR ``.xml`` + ``.bin``; ``int8``: NNCF
+post-training quantization), ``tflite``
 (:func:`~igc_keras.optimize.tflite_export.export_tflite`; detectors with
 ``TFLite_Detection_PostProcess``) and ``saved_model`` (TF Serving, TF.js
 converters). Classifiers and :class:`~igc_keras.detection.SSDLite`
@@ -40,7 +41,7 @@ from igc_keras.optimize.serving import image_shape, is_detector, write_serving
 #: format -> its quantizations (the first is the default).
 QUANTIZATIONS = {
     "onnx": ("float32", "int8"),
-    "openvino": ("float32",),
+    "openvino": ("float32", "int8"),
     "tflite": ("float32", "float16", "dynamic", "int8"),
     "saved_model": ("float32",),
 }
@@ -93,7 +94,9 @@ def check_arguments(model, path, format, quantization, representative_data,
     check_group_convolutions(group_convolutions, "export")
     check_output_path(path, format)
     image_shape(model)
-    for module in _NEEDS[format]:
+    for module in _NEEDS[format] + (
+            ("nncf",) if format == "openvino" and quantization == "int8"
+            else ()):
         require(module, f"export(format={format!r})")
 
 
@@ -177,11 +180,12 @@ def _through_saved_model(model, path, work, format, quantization,
     onnx_path = path if format == "onnx" and quantization == "float32" else (
         os.path.join(work, "float32.onnx"))
     onnx_export.write_onnx(saved, onnx_path, model, format)
-    if quantization == "int8":
+    if format == "openvino":
+        onnx_export.write_openvino(onnx_path, path, representative_data
+                                   if quantization == "int8" else None)
+    elif quantization == "int8":
         onnx_export.quantize_onnx(onnx_path, path, representative_data,
                                   per_channel)
-    if format == "openvino":
-        onnx_export.write_openvino(onnx_path, path)
     return {"fused": info["fused"], "group_convolutions": form}
 
 

@@ -48,6 +48,7 @@ from igc_keras.errors import ConfigError
 from igc_keras.layers.group_conv import IMPLEMENTATIONS, block_diagonal
 from igc_keras.layers.permutation import permutation_indices
 from igc_keras.optimize.graph import read_graph, topological_order
+from igc_keras.optimize.runtimes import tf_graph_form
 
 #: Elementwise activations a permutation commutes with.
 _ELEMENTWISE = {"relu", "relu6", "linear", "sigmoid", "tanh", "swish", "silu",
@@ -255,20 +256,21 @@ def _build_layer(node, options):
 GROUP_CONVOLUTIONS = IMPLEMENTATIONS
 
 
-def check_group_convolutions(group_convolutions, where="fuse"):
+def check_group_convolutions(group_convolutions, where="fuse", auto=False):
     """Refuses a ``group_convolutions`` value outside None and
-    :data:`GROUP_CONVOLUTIONS`, naming ``where``."""
-    if group_convolutions is not None and (
-            group_convolutions not in GROUP_CONVOLUTIONS):
+    :data:`GROUP_CONVOLUTIONS` (and ``"auto"`` where ``auto``), naming
+    ``where``."""
+    allowed = GROUP_CONVOLUTIONS + (("auto",) if auto else ())
+    if group_convolutions is not None and group_convolutions not in allowed:
         hint = (" ('grouped' is now None, 'native' or 'split')"
                 if group_convolutions == "grouped" else "")
         raise ConfigError(f"{where}: group_convolutions="
                           f"{group_convolutions!r}; allowed: None (each "
                           f"layer's own implementation), "
-                          f"{', '.join(map(repr, GROUP_CONVOLUTIONS))}{hint}.")
+                          f"{', '.join(map(repr, allowed))}{hint}.")
 
 
-def fuse(model, batchnorm=True, group_convolutions=None):
+def fuse(model, batchnorm=True, group_convolutions="auto"):
     """The inference form of ``model`` (see the module docstring).
 
     Args:
@@ -278,8 +280,12 @@ def fuse(model, batchnorm=True, group_convolutions=None):
             result computes inference-mode BN); ``False`` removes only the
             permutations and leaves a trainable model.
         group_convolutions: how the result computes its group convolutions,
-            in :class:`~igc_keras.layers.GroupConv2D`'s vocabulary. None
-            (default) keeps each layer's own implementation; ``"native"`` /
+            in :class:`~igc_keras.layers.GroupConv2D`'s vocabulary.
+            ``"auto"`` (default): the form TensorFlow runs fastest on this
+            machine when BatchNorm is folded (``"dense"`` on a CPU-only
+            machine, ``"native"`` with a GPU / TPU:
+            :func:`~igc_keras.optimize.runtimes.tf_graph_form`), else None.
+            None keeps each layer's own implementation; ``"native"`` /
             ``"split"`` set it on every group convolution (fewest mult-adds
             and weights; permutations become
             :class:`~igc_keras.layers.BranchSumConv2D`); ``"dense"`` turns
@@ -293,7 +299,9 @@ def fuse(model, batchnorm=True, group_convolutions=None):
         A new ``keras.Model`` with the same inputs, outputs (to float32
         rounding) and layer names, minus the folded layers.
     """
-    check_group_convolutions(group_convolutions)
+    check_group_convolutions(group_convolutions, auto=True)
+    if group_convolutions == "auto":
+        group_convolutions = tf_graph_form() if batchnorm else None
     nodes, inputs, outputs = _editable_graph(model)
     for node in nodes.values():
         if node.kind not in ("GroupConv2D", "BranchSumConv2D"):

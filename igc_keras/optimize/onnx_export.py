@@ -7,8 +7,8 @@ input ``images`` and the outputs as the SavedModel does; ``int8`` then
 quantizes it with ONNX Runtime's static quantization (QDQ, per-channel
 int8 weights, activations calibrated on real images).
 :func:`write_openvino` reads that ONNX file with OpenVINO's converter and
-saves the IR (``.xml`` + ``.bin``, float32 weights; OpenVINO reads the ONNX
-file faster than it reads the SavedModel, see
+saves the IR (``.xml`` + ``.bin``, float32 weights; ``int8``: NNCF
+post-training quantization; why through ONNX:
 :mod:`igc_keras.optimize.runtimes`).
 
 :func:`run_onnx` / :func:`run_openvino` run a file on images and return its
@@ -50,10 +50,14 @@ def write_onnx(saved_model, path, model, format="onnx", opset=17):
     unknown = [node for node in proto.graph.node
                if not onnx.defs.has(node.op_type, node.domain or "")]
     if unknown:
+        layer = _layer_of(unknown[0], model)
+        hint = (" Keras runs a grouped convolution as an XLA call, which "
+                "tf2onnx cannot read: export with group_convolutions="
+                "'dense' or 'split'." if "(GroupConv2D)" in layer else "")
         raise UnsupportedLayerError(
-            f"format={format!r} cannot take {_layer_of(unknown[0], model)}: "
-            f"its TensorFlow op {unknown[0].op_type!r} has no ONNX "
-            f"conversion ({len(unknown)} such op(s) in the model).")
+            f"format={format!r} cannot take {layer}: its TensorFlow op "
+            f"{unknown[0].op_type!r} has no ONNX conversion "
+            f"({len(unknown)} such op(s) in the model).{hint}")
     return path
 
 
@@ -104,11 +108,19 @@ def quantize_onnx(path, output, representative_data, per_channel=True):
     return output
 
 
-def write_openvino(onnx_path, path):
+def write_openvino(onnx_path, path, representative_data=None):
     """Converts an ONNX file to OpenVINO IR at ``path`` (``.xml``; the
-    weights go to the ``.bin`` beside it), float32 weights."""
+    weights go to the ``.bin`` beside it), float32 weights; with
+    ``representative_data`` (real images) NNCF's post-training int8
+    quantization calibrates it on the first 100."""
     ov = require("openvino", "OpenVINO export")
-    ov.save_model(ov.convert_model(onnx_path), path, compress_to_fp16=False)
+    model = ov.convert_model(onnx_path)
+    if representative_data is not None:
+        nncf = require("nncf", "OpenVINO int8 quantization")
+        images = np.asarray(representative_data, "float32")[:100]
+        model = nncf.quantize(model, nncf.Dataset(
+            [image[None] for image in images]), subset_size=len(images))
+    ov.save_model(model, path, compress_to_fp16=False)
     return path
 
 

@@ -1,7 +1,7 @@
 """The deployment runtimes: their optional packages and the form of the group
 convolutions each one runs fastest.
 
-ONNX Runtime, OpenVINO and tf2onnx are the ``deploy`` extra
+ONNX Runtime, OpenVINO, NNCF and tf2onnx are the ``deploy`` extra
 (``pip install 'igc_keras[deploy]'``); :func:`require` imports one when an
 export or a check asks for it, and a missing one is a one-line
 :class:`~igc_keras.errors.MissingExtraError` naming that command.
@@ -11,23 +11,28 @@ export or a check asks for it, and a missing one is a one-line
 project's 2-core CPU (IGCV3-1.0, random weights, 224 px, median ms; "-":
 the form does not convert):
 
-============  =============  ===============  ============  ===========
-runtime       batch          ``native``       ``split``     ``dense``
-============  =============  ===============  ============  ===========
-TF graph [1]  32             647.4 (native or split)        320.4
-TFLite [1]    1, f32 / int8  13.0 / 8.8 (native, else split) 12.8 / 7.8
-ONNX RT [2]   1 / 32         -                10.1 / 459    4.76 / 178
-OpenVINO [2]  1 / 32, f32    9.97 / 327       26.5 / 565    6.44 / 192
-============  =============  ===============  ============  ===========
+==============  =============  =============  ============  ===========
+runtime         batch          ``native``     ``split``     ``dense``
+==============  =============  =============  ============  ===========
+TF graph [1]    32             647.4 (native or split)      320.4
+TFLite [1]      1, f32 / int8  13.0 / 8.8 (native, else     12.8 / 7.8
+                               split)
+ONNX RT [2]     1 / 32         -              13.1 / 577    5.5 / 199
+OpenVINO [2]    1 / 32, f32    16.1 / 319     29.5 / 558    7.7 / 208
+                               (SavedModel)   (SavedModel)  (SavedModel)
+                                              14.3 / 486    7.8 / 218
+                                              (ONNX)        (ONNX)
+==============  =============  =============  ============  ===========
 
 [1] ``python3 benchmarks/speed.py`` (README "Speed"); [2] ``python3
-benchmarks/runtimes.py --forms`` (OpenVINO reading the SavedModel).
+benchmarks/runtimes.py --forms``.
 
 ``native`` cannot reach ONNX: Keras' TensorFlow backend wraps each grouped
 convolution in an XLA-compiled function, which tf2onnx leaves as an
-unconvertible call. OpenVINO reads the ONNX file (faster than its reading
-of the SavedModel: 4.96 against 6.44 ms at batch 1 for the ``dense``
-form), so both runtimes take the same file.
+unconvertible call. OpenVINO reads the ONNX file as fast as it reads the
+SavedModel (7.8 / 7.7 ms above), so both runtimes take the same file, and
+only the ONNX route carries a detector's non-max suppression (OpenVINO's
+TensorFlow reader has no ``CombinedNonMaxSuppression``).
 """
 
 import importlib
@@ -43,6 +48,7 @@ EXTRAS = {
     "tf2onnx": "pip install 'igc_keras[deploy]'  (or: pip install tf2onnx "
                "onnx)",
     "onnx": "pip install 'igc_keras[deploy]'  (or: pip install onnx)",
+    "nncf": "pip install 'igc_keras[deploy]'  (or: pip install nncf)",
 }
 
 #: export format -> the group-convolution form it runs fastest (see the
