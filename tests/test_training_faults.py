@@ -168,9 +168,17 @@ def test_mirrored_run_killed_resumes_and_keeps_the_best_model(tmp_path, loop):
         "runtime.distribution_strategy": "mirrored",
         "runtime.logical_cpu_devices": 2,
         "trainer.checkpoint.save_every_n_steps": 8})
-    mid_epoch = os.path.join(model_dir, "checkpoints",
-                             f"ckpt-{3 * steps + 8}.index")
-    _run_and_kill(overrides, (lambda: os.path.exists(mid_epoch)) if
+    # the checkpoint state names step 3 x 24 + 8 (its files are written
+    # before the state: killed between them, the run resumes at 3 x 24)
+    state = os.path.join(model_dir, "checkpoints", "checkpoint")
+
+    def mid_epoch_saved():
+        if not os.path.exists(state):
+            return False
+        with open(state) as handle:
+            return (f'model_checkpoint_path: "ckpt-{3 * steps + 8}"'
+                    in handle.read())
+    _run_and_kill(overrides, mid_epoch_saved if
                   loop == "custom" else _epochs_saved(model_dir, 3),
                   0.0 if loop == "custom" else 1.0)
     assert len(_log_rows(model_dir)) == 3, "the kill missed epoch 4"
