@@ -91,17 +91,12 @@ def convert_command(args):
 
 
 def _check_writable(path, option):
-    """Refuses an output path whose folder is missing or not writable,
-    before any work is done."""
+    """Refuses an output file whose folder is missing or not writable, or
+    that is a folder, before any work is done."""
     if path is None:
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{option} {path!r}: folder {folder!r} does not "
-                          f"exist.")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{option} {path!r}: folder {folder!r} is not "
-                          f"writable.")
+    from igc_keras.model_files import check_output_folder
+    check_output_folder(path, option)
     if os.path.isdir(path):
         raise ConfigError(f"{option} {path!r} is a folder; give a file name.")
 

@@ -1,10 +1,23 @@
-"""Reading ``.keras`` model files: a missing, misnamed or damaged file is a
-:class:`~igc_keras.errors.DataError` naming the option or key it came from,
-the file and what went wrong."""
+"""Model files in and out: reading ``.keras`` files (a missing, misnamed or
+damaged file is a :class:`~igc_keras.errors.DataError` naming the option
+or key it came from, the file and what went wrong) and refusing an output
+path whose folder cannot take it, before any work."""
 
 import os
 
-from igc_keras.errors import DataError
+from igc_keras.errors import ConfigError, DataError
+
+
+def check_output_folder(path, option):
+    """Refuses ``path`` (named by ``option``) when the folder it goes in is
+    missing or not writable."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{option} {path!r}: folder {folder!r} does not "
+                          f"exist.")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {path!r}: folder {folder!r} is not "
+                          f"writable.")
 
 
 def load_keras_model(path, option="model", compile=True):

@@ -34,6 +34,7 @@ import tempfile
 import numpy as np
 
 from igc_keras.errors import ConfigError
+from igc_keras.model_files import check_output_folder
 from igc_keras.optimize import onnx_export
 from igc_keras.optimize.runtimes import FORMATS, fastest_form, require
 from igc_keras.optimize.serving import image_shape, is_detector, write_serving
@@ -69,13 +70,7 @@ def check_output_path(path, format, option="path"):
                           f"folder.")
     if suffix and os.path.isdir(path):
         raise ConfigError(f"{option}={path!r} is a folder; give a file name.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{option}={path!r}: folder {folder!r} does not "
-                          f"exist.")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{option}={path!r}: folder {folder!r} is not "
-                          f"writable.")
+    check_output_folder(path, option)
 
 
 def check_arguments(model, path, format, quantization, representative_data,
@@ -197,8 +192,6 @@ def _run(path, format, images):
                    for image in images]
         return {name: np.concatenate([o[name].numpy() for o in outputs])
                 for name in outputs[0]}
-    if format == "tflite":
-        raise AssertionError("TFLite files are run by tflite_interpreter")
     return onnx_export.run_file(path, images, batch_size=1)
 
 

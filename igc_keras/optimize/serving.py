@@ -53,9 +53,10 @@ def _fused(model, group_convolutions, where):
 
 
 def inference_network(model, group_convolutions, fuse=True, where="export"):
-    """``(callable images -> outputs, fused)``: the network that computes
-    ``model``'s outputs at inference (a detector: its raw head outputs as
-    ``{"boxes", "classes"}``), fused unless ``fuse=False``."""
+    """``(compute, fused, tracked)``: ``compute(images)`` gives ``model``'s
+    outputs at inference (a detector: its raw head outputs as ``{"boxes",
+    "classes"}``) from its fused form unless ``fuse=False``; ``tracked``:
+    the Keras objects whose weights it reads (for ``ExportArchive``)."""
     if is_detector(model):
         raw = model.network.output
         network = keras.Model(model.network.inputs,
