@@ -2,6 +2,11 @@ from setuptools import find_packages, setup
 
 DEPLOY = ["onnxruntime>=1.20", "openvino>=2025.0", "nncf>=2.14",
           "tf2onnx>=1.16", "onnx>=1.16"]
+HUB = ["keras-hub>=0.32"]
+# the other Keras backends, CPU builds: the tests run the models on each
+# (torch 2.13.0 is the CPU build pip finds on this project's machines; PyPI's
+# plain "torch" is a CUDA build of several GB)
+BACKENDS = ["jax[cpu]>=0.4.30", "torch==2.13.0"]
 
 setup(
     name="igc_keras",
@@ -35,9 +40,13 @@ setup(
         # igc_keras.optimize.export(format="onnx" / "openvino"); imported
         # only when asked for
         "deploy": DEPLOY,
+        # igc_keras.hub: the backbones, classifiers and presets in KerasHub
+        "hub": HUB,
         # xdist: the suite runs on 2 workers (`addopts` in pytest.ini); the
-        # deploy runtimes so that their tests run
-        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist"] + DEPLOY,
+        # deploy runtimes, KerasHub and the JAX / PyTorch backends so that
+        # their tests run
+        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist"] + DEPLOY
+                + HUB + BACKENDS,
     },
     entry_points={"console_scripts": ["igc-keras=igc_keras_cli:main"]},
     classifiers=[

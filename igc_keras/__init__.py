@@ -8,10 +8,12 @@ import igc_keras.applications  # noqa: E402,F401  (registers every variant)
 # Registers the package's serializable Keras objects, so that after
 # ``import igc_keras`` every model it saves loads with
 # ``keras.saving.load_model``: the layers (GroupConv2D, ChannelPermutation,
-# BranchSumConv2D), the SSDLite detector and the warmup schedule a recipe's
-# checkpoint carries in its optimizer.
+# BranchSumConv2D) on every backend; on TensorFlow also the SSDLite detector
+# and the warmup schedule a recipe's checkpoint carries in its optimizer
+# (both TensorFlow-only, so another backend never imports TensorFlow).
 import igc_keras.layers  # noqa: E402,F401  (imports keras)
-import igc_keras.detection.detector  # noqa: E402,F401
-import igc_keras.training.schedules  # noqa: E402,F401
+from igc_keras.model_files import register_serializables  # noqa: E402
+
+register_serializables()
 
 __all__ = ["create_model", "get_model_spec", "list_models", "__version__"]

@@ -31,3 +31,8 @@ class TrainingError(RuntimeError):
 
 class NonFiniteLossError(TrainingError):
     """The training loss became NaN or infinite."""
+
+
+class BackendError(UserError, ImportError):
+    """A TensorFlow-only part (training, detection, export, tfmot) was asked
+    for while Keras runs on another backend; the message names both."""

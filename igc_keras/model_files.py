@@ -20,6 +20,17 @@ def check_output_folder(path, option):
                           f"writable.")
 
 
+def register_serializables():
+    """Registers the package's Keras classes with Keras' serialization: the
+    IGC layers on every backend; the SSDLite detector and the warmup
+    schedule where Keras runs on TensorFlow (they are TensorFlow-only)."""
+    import igc_keras.layers  # noqa: F401  (the IGC layers)
+    from igc_keras.backends import backend
+    if backend() == "tensorflow":
+        import igc_keras.detection.detector  # noqa: F401  (SSDLite)
+        import igc_keras.training.schedules  # noqa: F401  (warmup schedule)
+
+
 def load_keras_model(path, option="model", compile=True):
     """``keras.saving.load_model(path)`` of an existing ``.keras`` file,
     with the package's serializable classes registered.
@@ -31,9 +42,7 @@ def load_keras_model(path, option="model", compile=True):
     """
     import keras
 
-    import igc_keras.detection.detector  # noqa: F401  (registers SSDLite)
-    import igc_keras.layers  # noqa: F401  (registers the IGC layers)
-    import igc_keras.training.schedules  # noqa: F401  (warmup schedule)
+    register_serializables()
     if "://" not in str(path) and not os.path.isfile(path):  # gs:// etc.
         raise DataError(f"{option} {path!r} does not exist.")
     if not str(path).endswith(".keras"):

@@ -18,6 +18,10 @@ Input pipelines and SSD augmentation: :mod:`igc_keras.data.detection`;
 recipe training: ``task.type: detection`` (:mod:`igc_keras.training.tasks`).
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.detection (SSDLite)")
+
 from igc_keras.detection.anchors import generate_anchors
 from igc_keras.detection.box_coding import (decode_boxes, encode_targets,
                                             match_anchors, postprocess)

@@ -52,14 +52,14 @@ def resolve_group_conv_implementation(implementation="auto",
 
     Args:
         accelerator: whether a GPU / TPU runs the model (default: whether
-            TensorFlow sees a GPU).
+            backend sees a GPU).
     """
     if implementation not in (None, "auto"):
         _check_implementation(implementation)
         return implementation
     if accelerator is None:
-        import tensorflow as tf
-        accelerator = bool(tf.config.list_physical_devices("GPU"))
+        from igc_keras.backends import accelerator_present
+        accelerator = accelerator_present()
     return "native" if accelerator else "split"
 
 
@@ -90,7 +90,10 @@ def block_diagonal(kernel, groups):
     columns = np.arange(cout)[None, :] // (cout // groups)
     mask = (rows == columns).astype(
         keras.backend.standardize_dtype(kernel.dtype))
-    return ops.tile(kernel, [1, 1, groups, 1]) * mask
+    if isinstance(kernel, np.ndarray):
+        return np.tile(kernel, [1, 1, groups, 1]) * mask
+    return ops.multiply(ops.tile(kernel, [1, 1, groups, 1]),
+                        ops.convert_to_tensor(mask))
 
 
 @keras.saving.register_keras_serializable(package="igc_keras")

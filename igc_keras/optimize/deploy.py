@@ -28,6 +28,10 @@ ranking — against the Keras model: ``top1_agreement`` and
 score difference for a detector.
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.export")
+
 import os
 import tempfile
 

@@ -1,6 +1,10 @@
 """Detector TFLite export: an SSDLite with its post-processing (box
 decoding and NMS) on the device, and running such a file."""
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.detector_tflite")
+
 import os
 import tempfile
 

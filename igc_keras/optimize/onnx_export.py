@@ -17,6 +17,10 @@ imported when a function needs it (:func:`~igc_keras.optimize.runtimes.
 require`).
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.onnx_export")
+
 import os
 import re
 import shutil

@@ -14,6 +14,10 @@ compress, so the exported file shrinks under gzip (what app stores and
 over-the-air updates ship), which :func:`compressed_size` measures.
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.prune (tfmot)")
+
 import gzip
 
 import numpy as np

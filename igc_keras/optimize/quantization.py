@@ -25,6 +25,10 @@ as the TFLite converter calibrates post-training), so the QAT model starts
 where post-training int8 quantization is and fine-tuning improves on it.
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.quantize_aware (tfmot)")
+
 import numpy as np
 
 from igc_keras.optimize.tf_keras_bridge import (output_quantize_config, tf_keras,

@@ -49,6 +49,7 @@ EXTRAS = {
                "onnx)",
     "onnx": "pip install 'igc_keras[deploy]'  (or: pip install onnx)",
     "nncf": "pip install 'igc_keras[deploy]'  (or: pip install nncf)",
+    "keras_hub": "pip install 'igc_keras[hub]'  (or: pip install keras-hub)",
 }
 
 #: export format -> the group-convolution form it runs fastest (see the

@@ -17,6 +17,10 @@ The network inside is its :func:`~igc_keras.optimize.fuse` form with the
 this SavedModel (:mod:`igc_keras.optimize.onnx_export`).
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.serving")
+
 import warnings
 
 import keras

@@ -21,6 +21,10 @@ and ``tfmot`` are imported only when called (importing tfmot sets
 ``TF_USE_LEGACY_KERAS=1``), never when ``igc_keras`` is imported.
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.to_tf_keras (tfmot)")
+
 import inspect
 
 from igc_keras.optimize.graph import read_graph

@@ -18,6 +18,10 @@ Running and checking the files: :mod:`igc_keras.optimize.tflite_interpreter`;
 detectors: :mod:`igc_keras.optimize.detector_tflite`.
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.export_tflite")
+
 import os
 import tempfile
 

@@ -7,6 +7,10 @@ inputs and dequantizing outputs with the file's own scales) and
 difference and the file size against the Keras model on real images.
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.optimize.run_tflite")
+
 import os
 
 import numpy as np

@@ -21,6 +21,10 @@ lives inside it and is deliberately not re-exported here, so the module is
 never shadowed).
 """
 
+from igc_keras.backends import require_tensorflow
+
+require_tensorflow("igc_keras.training (tf.data, tf.distribute)")
+
 from igc_keras.errors import ConfigError, NonFiniteLossError, TrainingError
 from igc_keras.training.config import load_experiment
 from igc_keras.training.finetune import FinetuneResult, default_image_size
