@@ -11,6 +11,7 @@ DATA = os.path.join(SHARED, "data")
 
 import subprocess  # noqa: E402
 
+import numpy  # noqa: E402
 import pytest  # noqa: E402
 
 FIXTURE_DIR = os.path.join(os.path.dirname(__file__), "mxnet_fixture")
@@ -66,3 +67,24 @@ def mxnet_reference(mxnet_python, tmp_path_factory):
                                               folder, count=2)
         return made[name]
     return reference
+
+
+@pytest.fixture
+def release(mxnet_reference, tmp_path, monkeypatch):
+    """The IGCV3 "release": ``(path, reference.npz, cached path)``, the
+    table pointing at it, an empty Keras home."""
+    from igc_keras.applications import pretrained
+    from igc_keras.applications.checkpoint_store import (MIRROR_ENV,
+                                                         git_blob_sha1)
+    folder = mxnet_reference("igcv3_1.0")
+    path = str(folder / "model-0000.params")
+    config = pretrained.PRETRAINED["igcv3_1.0"]
+    fake = pretrained.PretrainedConfig(**{
+        **config.__dict__, "origin": "file://" + path,
+        "git_blob_sha1": git_blob_sha1(path)})
+    monkeypatch.setitem(pretrained.PRETRAINED, "igcv3_1.0", fake)
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    cached = home / "models" / "igc_keras" / "authors" / fake.file_name
+    return path, numpy.load(os.path.join(folder, "reference.npz")), cached

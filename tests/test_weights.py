@@ -32,24 +32,6 @@ from igc_keras.convert.mxnet_params import load_params, save_params
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-@pytest.fixture
-def release(mxnet_reference, tmp_path, monkeypatch):
-    """The IGCV3 "release": ``(path, reference.npz, cached path)``, the
-    table pointing at it, an empty Keras home."""
-    folder = mxnet_reference("igcv3_1.0")
-    path = str(folder / "model-0000.params")
-    config = pretrained.PRETRAINED["igcv3_1.0"]
-    fake = pretrained.PretrainedConfig(**{
-        **config.__dict__, "origin": "file://" + path,
-        "git_blob_sha1": git_blob_sha1(path)})
-    monkeypatch.setitem(pretrained.PRETRAINED, "igcv3_1.0", fake)
-    home = tmp_path / "keras_home"
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
-    cached = home / "models" / "igc_keras" / "authors" / fake.file_name
-    return path, np.load(os.path.join(folder, "reference.npz")), cached
-
-
 def _assert_mxnet_logits(model, reference):
     """float32 logits of ``model`` against MXNet's float64 ones: the same
     classes, within float32 round-off."""

@@ -174,7 +174,7 @@ def first_image_ids(annotation_path, count):
         annotation_path).images[:count]]
 
 
-def _coco_folder_examples(image_dir, annotation_path, image_ids, check_files):
+def coco_folder_examples(image_dir, annotation_path, image_ids, check_files):
     """A COCO-format folder as ``(dataset of (path, boxes, labels, size),
     annotations, records, load)``; ``load`` decodes an element to ``(image
     uint8 (H, W, 3), boxes, labels)`` and fails, naming the file, when the
@@ -267,7 +267,7 @@ def coco_detection_dataset(image_dir, annotation_path, anchors, image_size=320,
     transform = detection_transform(anchors, image_size, training, augment,
                                     seed)
     if tfds is None:
-        dataset, coco, records, load = _coco_folder_examples(
+        dataset, coco, records, load = coco_folder_examples(
             image_dir, annotation_path, image_ids, check_files)
         size = len(records)
     else:
