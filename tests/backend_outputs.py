@@ -7,7 +7,8 @@ TensorFlow), and writes ``FOLDER/outputs-<backend>.npz``: per network the
 builder's logits with the weights file, the ``.keras`` file's logits, every
 ``pyramid_outputs`` level, ``fuse``'s logits (dense and native forms), the
 same network in each group-convolution implementation, and the ``design``
-counts. It also records whether importing the package and building and
+counts; and a KerasHub classifier preset saved under TensorFlow, loaded by
+``keras_hub.models.ImageClassifier.from_preset``. It also records whether importing the package and building and
 running a network from a weights file imported TensorFlow (Keras' own
 ``get_config`` imports it where it is installed, so the check comes before
 any), and the one-line error a TensorFlow-only part gives on this backend.
@@ -67,6 +68,37 @@ def compute(folder, name):
     return out
 
 
+def save_hub_preset(folder):
+    """An IGCV3 KerasHub classifier preset (random weights) in
+    ``FOLDER/hub_classifier``."""
+    from igc_keras import hub
+    from random_weights import randomize_weights
+    backbone = hub.IGCV3Backbone(alpha=0.35, image_shape=(128, 128, 3))
+    converter = hub.IGCV3ImageConverter.from_preset("igcv3_1.0_imagenet",
+                                                    image_size=(128, 128))
+    classifier = hub.IGCV3ImageClassifier(
+        backbone=backbone, num_classes=7,
+        preprocessor=hub.IGCV3ImageClassifierPreprocessor(converter))
+    randomize_weights(classifier)
+    classifier.save_to_preset(f"{folder}/hub_classifier")
+
+
+def hub_outputs(folder):
+    """The saved preset, loaded by plain KerasHub: the classifier's logits
+    on the photos through its preprocessor, and its backbone's P3."""
+    import keras_hub
+
+    import igc_keras.hub  # noqa: F401  (registers the classes)
+    classifier = keras_hub.models.ImageClassifier.from_preset(
+        f"{folder}/hub_classifier")
+    x = np.load(f"{folder}/images.npz")["size128"]
+    pixels = (x + 1) * 127.5  # RGB 0..255
+    backbone = classifier.backbone
+    features = keras.Model(backbone.inputs, backbone.pyramid_outputs["P3"])
+    return {"hub/logits": classifier.predict(pixels, verbose=0),
+            "hub/P3": keras.ops.convert_to_numpy(features(x))}
+
+
 def tensorflow_only_error():
     """The message a TensorFlow-only part gives here (None on TensorFlow)."""
     try:
@@ -91,6 +123,7 @@ def main(folder):
     imported = tensorflow_imported(folder)
     results = {f"{name}/{key}": value for name in NETWORKS
                for key, value in compute(folder, name).items()}
+    results.update(hub_outputs(folder))
     report = {"backend": keras.backend.backend(),
               "tensorflow_imported": imported,
               "tensorflow_only_error": tensorflow_only_error()}

@@ -55,10 +55,12 @@ def saved(tmp_path_factory):
         model = randomize_weights(backend_outputs.build(name), seed=seed)
         model.save(f"{folder}/{name}.keras")
         model.save_weights(f"{folder}/{name}.weights.h5")
+    backend_outputs.save_hub_preset(folder)
     reference = {f"{name}/{key}": value
                  for name in backend_outputs.NETWORKS
                  for key, value in backend_outputs.compute(folder,
                                                            name).items()}
+    reference.update(backend_outputs.hub_outputs(folder))
     return folder, reference
 
 
@@ -92,7 +94,7 @@ def test_same_weights_give_tensorflows_outputs(backend, saved):
         assert scale > 0.1, key  # the network computes something
         np.testing.assert_allclose(outputs[key], expected, rtol=0,
                                    atol=1e-4 * scale, err_msg=key)
-    # the forms agree with each other too (each against TF's builder output)
+    # the fused forms keep every photo's class
     for name in backend_outputs.NETWORKS:
         logits = reference[f"{name}/logits"]
         assert (outputs[f"{name}/fused_dense"].argmax(-1)
