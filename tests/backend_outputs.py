@@ -8,7 +8,8 @@ builder's logits with the weights file, the ``.keras`` file's logits, every
 ``pyramid_outputs`` level, ``fuse``'s logits (dense and native forms), the
 same network in each group-convolution implementation, and the ``design``
 counts; and a KerasHub classifier preset saved under TensorFlow, loaded by
-``keras_hub.models.ImageClassifier.from_preset``. It also records whether importing the package and building and
+``keras_hub.models.ImageClassifier.from_preset``; with a second argument
+(an MXNet-written IGCV3 ``.params`` file), IGCV3-1.0's logits with it. It also records whether importing the package and building and
 running a network from a weights file imported TensorFlow (Keras' own
 ``get_config`` imports it where it is installed, so the check comes before
 any), and the one-line error a TensorFlow-only part gives on this backend.
@@ -119,11 +120,23 @@ def tensorflow_imported(folder):
     return "tensorflow" in sys.modules
 
 
-def main(folder):
+def authors_checkpoint_logits(params, images):
+    """IGCV3-1.0's logits with an authors'-format ``.params`` checkpoint
+    (converted on the fly, as ``weights="imagenet"`` does)."""
+    from igc_keras.applications import IGCV3
+    model = IGCV3(weights=params, classifier_activation=None)
+    return keras.ops.convert_to_numpy(model(images))
+
+
+def main(folder, params=None):
     imported = tensorflow_imported(folder)
     results = {f"{name}/{key}": value for name in NETWORKS
                for key, value in compute(folder, name).items()}
     results.update(hub_outputs(folder))
+    if params:  # an MXNet-written checkpoint of the authors' graph
+        images = np.load(f"{params[:-len('model-0000.params')]}"
+                         f"reference.npz")["images_nhwc"].astype("float32")
+        results["authors/logits"] = authors_checkpoint_logits(params, images)
     report = {"backend": keras.backend.backend(),
               "tensorflow_imported": imported,
               "tensorflow_only_error": tensorflow_only_error()}
@@ -132,4 +145,4 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

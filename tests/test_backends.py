@@ -3,7 +3,8 @@
 Networks are built and saved under TensorFlow (this process); each other
 backend runs in its own subprocess (``KERAS_BACKEND`` is read once per
 process) on the same files and real photos, and must give TensorFlow's
-outputs to float32 rounding, without importing TensorFlow. The
+outputs to float32 rounding, without importing TensorFlow; an authors'-
+format checkpoint written by MXNet must give MXNet's logits there. The
 keras.applications harness (tests/test_applications.py) runs there too.
 """
 
@@ -65,11 +66,13 @@ def saved(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_same_weights_give_tensorflows_outputs(backend, saved):
+def test_same_weights_give_tensorflows_outputs(backend, saved,
+                                              mxnet_reference):
     _needs(backend)
     folder, reference = saved
-    run = _run(backend, [os.path.join(HERE, "backend_outputs.py"), folder],
-               timeout=1200)
+    authors = mxnet_reference("igcv3_1.0")
+    run = _run(backend, [os.path.join(HERE, "backend_outputs.py"), folder,
+                         str(authors / "model-0000.params")], timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["backend"] == backend
@@ -81,7 +84,12 @@ def test_same_weights_give_tensorflows_outputs(backend, saved):
         f"backend only; Keras runs on {backend!r} here: start the process "
         f"with KERAS_BACKEND=tensorflow.")
     outputs = np.load(f"{folder}/outputs-{backend}.npz")
-    assert sorted(outputs.files) == sorted(reference)
+    # the authors' checkpoint format, converted there: MXNet's float64 logits
+    mxnet = np.load(authors / "reference.npz")["logits"]
+    np.testing.assert_allclose(outputs["authors/logits"], mxnet, rtol=0,
+                               atol=1e-4 * np.abs(mxnet).max())
+    assert sorted(set(outputs.files) - {"authors/logits"}) == sorted(
+        reference)
     worst = max((np.abs(outputs[k] - v).max() / np.abs(v).max(), k)
                 for k, v in reference.items() if not k.endswith("/counts"))
     print(f"{backend}: largest difference to TensorFlow {worst[0]:.2e} of "
@@ -111,3 +119,20 @@ def test_application_harness_passes(backend):
     tail = run.stdout[-3000:]
     assert run.returncode == 0, tail + run.stderr[-2000:]
     assert " passed" in tail and " failed" not in tail, tail
+
+
+def test_tensorflow_only_command_says_so_in_one_line():
+    """``igc-keras train`` under JAX: one line, exit status 2."""
+    _needs("jax")
+    run = _run("jax", ["-c", "import sys; from igc_keras_cli import main; "
+                             "sys.exit(main(['train', %r]))" % os.path.join(
+                                 HERE, os.pardir, "recipes",
+                                 "quickstart.yaml")], timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [l for l in run.stderr.splitlines() if l.startswith("igc-keras")]
+    assert lines == [
+        "igc-keras train: error: igc_keras.training (tf.data, "
+        "tf.distribute) runs on the TensorFlow backend only; Keras runs on "
+        "'jax' here: start the process with KERAS_BACKEND=tensorflow."], (
+        run.stderr[-2000:])
+    assert "Traceback" not in run.stderr
